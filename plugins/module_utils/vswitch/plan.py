@@ -1,0 +1,277 @@
+"""plan(desired, actual) -> [Change]. An empty plan means the host already matches.
+
+Every check that needs the host's state happens here, before anything is
+applied, so bad input fails with the host untouched. ``simulate`` applies a
+plan to a copy of the state: check mode and diffs report exactly what a real
+run would do.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Optional
+
+from .errors import ConflictError, MissingFeatureError, NotFoundError, ValidationError
+from .model import BridgeSpec, BridgeState, Change, HostState, PortSpec, PortState
+
+USERSPACE_HINT = "use datapath: userspace (vswitchd), which provides it"
+
+
+@dataclass(frozen=True)
+class Features:
+    """What a datapath on this host can do; backends report it, the planner enforces it."""
+
+    vlan_filtering: bool = False   # per-port VLANs on the Linux bridge
+    port_promiscuous: bool = False
+    port_security: bool = False
+    create_ports: bool = False     # can create tap/internal ports itself
+
+
+def _require_bridge(state: HostState, field: str, name: str) -> BridgeState:
+    bridge = state.bridges.get(name)
+    if bridge is None:
+        raise NotFoundError(field, name, "does not exist on this host; declare it with "
+                                         "openvif.vswitch.vswitch_bridge first")
+    return bridge
+
+
+def _check_not_bridge(state: HostState, field: str, name: str) -> None:
+    if name in state.bridges:
+        raise ConflictError(field, name, "is a bridge; a bridge cannot be a port of another bridge")
+
+
+def plan_bridge(spec: BridgeSpec, state: HostState) -> list[Change]:
+    """Changes that make bridge ``spec.name`` exist with the declared settings and uplink."""
+    if spec.datapath not in state.datapaths:
+        raise MissingFeatureError("datapath", spec.datapath, "is not available on this host: vswitchd is not "
+                                                             "running (deploy it with the openvif.vswitch."
+                                                             "vswitchd role)")
+    current = state.bridges.get(spec.name)
+    link = state.links.get(spec.name)
+    if current is None and link is not None and link.kind != "bridge":
+        raise ConflictError("name", spec.name, f"is an existing interface of kind '{link.kind or 'device'}', "
+                                               "not a bridge")
+    if current is not None and current.datapath != spec.datapath:
+        raise ConflictError("datapath", spec.datapath, f"differs: bridge '{spec.name}' exists on the "
+                                                       f"{current.datapath} datapath; remove it first "
+                                                       "(state: absent) to move it")
+    changes: list[Change] = []
+    if current is None:
+        changes.append(Change("add_bridge", spec.name, spec.datapath, spec.settings()))
+    else:
+        differing = {k: val for k, val in spec.settings().items() if getattr(current, k) != val}
+        if differing:
+            changes.append(Change("set_bridge", spec.name, spec.datapath, differing))
+    if spec.uplink is not None:
+        changes.extend(_plan_uplink(spec, current, state))
+    return changes
+
+
+def _plan_uplink(spec: BridgeSpec, current: Optional[BridgeState], state: HostState) -> list[Change]:
+    uplink = spec.uplink
+    assert uplink is not None
+    _check_not_bridge(state, "uplink", uplink)
+    if uplink not in state.links:
+        raise NotFoundError("uplink", uplink, "does not exist on this host; an uplink must be an existing "
+                                              "interface (the PIF, e.g. peth0)")
+    if current is not None and current.uplink not in (None, uplink):
+        raise ConflictError("uplink", uplink, f"would be a second uplink: bridge '{spec.name}' already has "
+                                              f"uplink '{current.uplink}', and a network has at most one PIF; "
+                                              "detach it first")
+    owner = state.bridge_of(uplink)
+    if owner not in (None, spec.name):
+        raise ConflictError("uplink", uplink, f"requested on bridge '{spec.name}' is already a port of "
+                                              f"'{owner}'")
+    if owner is None:
+        return [Change("add_port", uplink, spec.datapath,
+                       {"bridge": spec.name, "uplink": True, "type": "system"})]
+    if not state.ports[uplink].uplink:
+        return [Change("set_port", uplink, spec.datapath, {"bridge": spec.name, "uplink": True})]
+    return []
+
+
+def plan_bridge_absent(name: str, state: HostState) -> list[Change]:
+    current = state.bridges.get(name)
+    if current is None:
+        return []
+    return [Change("del_bridge", name, current.datapath, {"ports": list(current.ports)})]
+
+
+def _check_features(spec: PortSpec, datapath: str, features: Features, prefix: str) -> None:
+    if datapath == "userspace":
+        return
+    wants_vlan = spec.vlan is not None or spec.trunks is not None
+    if wants_vlan and not features.vlan_filtering:
+        field = "vlan" if spec.vlan is not None else "trunks"
+        raise MissingFeatureError(f"{prefix}.{field}", getattr(spec, field) if field == "vlan" else spec.trunks,
+                                  "needs bridge VLAN filtering (vlan_filtering), which this host's kernel "
+                                  f"lacks; {USERSPACE_HINT}")
+    if spec.promiscuous and not features.port_promiscuous:
+        raise MissingFeatureError(f"{prefix}.promiscuous", True,
+                                  "is not possible per port on the kernel datapath (Linux bridge); set "
+                                  f"ageing_time: 0 on the bridge so every port sees all traffic, or {USERSPACE_HINT}")
+    if spec.mac is not None and not features.port_security:
+        raise MissingFeatureError(f"{prefix}.mac", spec.mac,
+                                  f"(port security) is not available on the kernel datapath; {USERSPACE_HINT}")
+    if spec.type == "internal":
+        raise MissingFeatureError(f"{prefix}.type", spec.type,
+                                  "is not a kernel port type: a Linux bridge's own device is its internal "
+                                  f"port; {USERSPACE_HINT}")
+
+
+def _port_settings_diff(spec: PortSpec, current: PortState) -> dict[str, Any]:
+    return {k: val for k, val in spec.settings().items() if getattr(current, k) != val}
+
+
+def plan_ports(
+    specs: Sequence[PortSpec],
+    state: HostState,
+    features: Mapping[str, Features],
+    *,
+    present: bool = True,
+    move: bool = False,
+    purge: Iterable[str] = (),
+) -> list[Change]:
+    """Changes that attach (or detach) every port in ``specs``; ``purge`` bridges lose unlisted ports."""
+    changes: list[Change] = []
+    seen: dict[str, int] = {}
+    for index, spec in enumerate(specs):
+        prefix = f"ports[{index}]"
+        if spec.name in seen:
+            raise ValidationError(f"{prefix}.name", spec.name, f"is listed twice (also ports[{seen[spec.name]}])")
+        seen[spec.name] = index
+        bridge = _require_bridge(state, f"{prefix}.bridge", spec.bridge)
+        owner = state.bridge_of(spec.name)
+        if not present:
+            if owner == spec.bridge:
+                changes.append(Change("del_port", spec.name, bridge.datapath, {"bridge": owner}))
+            continue
+        changes.extend(_plan_port(spec, bridge, owner, state, features, prefix, move))
+    if present:
+        listed = set(seen)
+        for name in sorted(set(purge)):
+            bridge = _require_bridge(state, "purge", name)
+            for port in bridge.ports:
+                if port not in listed and port != bridge.uplink:
+                    # The uplink is the bridge's business (vswitch_bridge): purging it could cut the
+                    # operator off the host, so it is never removed as a side effect.
+                    changes.append(Change("del_port", port, bridge.datapath, {"bridge": bridge.name}))
+    return changes
+
+
+def _plan_port(spec: PortSpec, bridge: BridgeState, owner: Optional[str], state: HostState,
+               features: Mapping[str, Features], prefix: str, move: bool) -> list[Change]:
+    _check_not_bridge(state, f"{prefix}.name", spec.name)
+    _check_features(spec, bridge.datapath, features.get(bridge.datapath, Features()), prefix)
+    creatable = bridge.datapath == "userspace" and spec.type in ("tap", "internal")
+    if spec.name not in state.links and not creatable and owner is None:
+        raise NotFoundError(f"{prefix}.name", spec.name,
+                            "does not exist on this host; a port must be an existing interface (a VIF, tap, "
+                            "veth or NIC)" + ("" if bridge.datapath == "kernel"
+                                             else ", or have type tap or internal so vswitchd creates it"))
+    if owner == spec.bridge:
+        differing = _port_settings_diff(spec, state.ports[spec.name])
+        return [Change("set_port", spec.name, bridge.datapath, {"bridge": spec.bridge, **differing})] \
+            if differing else []
+    changes: list[Change] = []
+    if owner is not None:
+        if not move:
+            raise ConflictError(f"{prefix}.bridge", spec.bridge,
+                                f"cannot take port '{spec.name}': it is already a port of '{owner}' (a port "
+                                "belongs to one bridge only); set move: true to move it")
+        old = state.bridges[owner]
+        if old.uplink == spec.name:
+            raise ConflictError(f"{prefix}.name", spec.name, f"is the uplink of bridge '{owner}'; change that "
+                                                             "bridge's uplink with vswitch_bridge instead")
+        changes.append(Change("del_port", spec.name, old.datapath, {"bridge": owner}))
+    args: dict[str, Any] = {"bridge": spec.bridge, **spec.settings()}
+    args.setdefault("type", "system")
+    changes.append(Change("add_port", spec.name, bridge.datapath, args))
+    return changes
+
+
+def simulate(state: HostState, changes: Sequence[Change]) -> HostState:
+    """The state the host will have once ``changes`` are applied (used for check mode and diffs)."""
+    bridges = dict(state.bridges)
+    ports = dict(state.ports)
+    links = dict(state.links)
+    for change in changes:
+        args = dict(change.args)
+        if change.op == "add_bridge":
+            bridges[change.target] = BridgeState(name=change.target, datapath=change.datapath,
+                                                 **_known(BridgeState, args))
+        elif change.op == "set_bridge":
+            bridges[change.target] = replace(bridges[change.target], **_known(BridgeState, args))
+        elif change.op == "del_bridge":
+            removed = bridges.pop(change.target)
+            for port in removed.ports:
+                ports.pop(port, None)
+        elif change.op == "add_port":
+            port = PortState(name=change.target, **_known(PortState, args))
+            ports[change.target] = port
+            bridge = bridges[port.bridge]
+            bridges[port.bridge] = replace(bridge, ports=tuple(sorted({*bridge.ports, port.name})),
+                                           uplink=port.name if port.uplink else bridge.uplink)
+        elif change.op == "set_port":
+            port = replace(ports[change.target], **_known(PortState, args))
+            ports[change.target] = port
+            if port.uplink:
+                bridges[port.bridge] = replace(bridges[port.bridge], uplink=port.name)
+        elif change.op == "del_port":
+            port = ports.pop(change.target)
+            bridge = bridges[port.bridge]
+            bridges[port.bridge] = replace(bridge, ports=tuple(p for p in bridge.ports if p != port.name),
+                                           uplink=None if bridge.uplink == port.name else bridge.uplink)
+        else:
+            raise ValueError(f"unknown change op {change.op!r}")
+    return replace(state, bridges=bridges, ports=ports, links=links)
+
+
+def _known(cls: type, args: Mapping[str, Any]) -> dict[str, Any]:
+    names = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    return {k: val for k, val in args.items() if k in names and k not in ("name",)}
+
+
+def invert(changes: Sequence[Change], before: HostState) -> list[Change]:
+    """The changes that undo ``changes`` (applied to ``before``), in the order to apply them.
+
+    Backends use it to roll back the part of a transaction that succeeded when a later
+    step fails, so a failed run leaves the host exactly as it found it.
+    """
+    undo: list[Change] = []
+    state = before
+    for change in changes:
+        undo.extend(reversed(_inverse_of(change, state)))
+        state = simulate(state, [change])
+    return list(reversed(undo))
+
+
+def _inverse_of(change: Change, state: HostState) -> list[Change]:
+    op, name, dp = change.op, change.target, change.datapath
+    if op == "add_bridge":
+        return [Change("del_bridge", name, dp, {"ports": []})]
+    if op == "set_bridge":
+        old = state.bridges[name]
+        return [Change("set_bridge", name, dp, {k: getattr(old, k) for k in change.args})]
+    if op == "del_bridge":
+        old = state.bridges[name]
+        settings = {k: getattr(old, k) for k in ("stp", "forward_delay", "ageing_time", "mtu", "mac")}
+        steps = [Change("add_bridge", name, dp, settings)]
+        steps.extend(_readd_port(state, state.ports[p]) for p in old.ports if p in state.ports)
+        return steps
+    if op == "add_port":
+        return [Change("del_port", name, dp, {"bridge": change.args["bridge"]})]
+    if op == "set_port":
+        old = state.ports[name]
+        return [Change("set_port", name, dp, {"bridge": old.bridge,
+                                               **{k: getattr(old, k) for k in change.args if k != "bridge"}})]
+    if op == "del_port":
+        return [_readd_port(state, state.ports[name])]
+    raise ValueError(f"unknown change op {op!r}")
+
+
+def _readd_port(state: HostState, port: PortState) -> Change:
+    datapath = state.bridges[port.bridge].datapath
+    args = {k: getattr(port, k) for k in ("bridge", "type", "vlan", "trunks", "native_vlan", "mac",
+                                          "promiscuous", "uplink")}
+    return Change("add_port", port.name, datapath, {k: val for k, val in args.items() if val not in (None, False)})

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Install what the lab or the test suite needs on a fresh Debian 12 machine (as root), idempotently.
+#   scripts/bootstrap.sh lab     apt tools for the lab + the Python venv
+#   scripts/bootstrap.sh test    everything the tests and benchmarks use
+# Leaves: .venv (Python deps pinned in requirements/), .cache/collections/ansible_collections/openvif/vswitch
+# (a symlink to this checkout, so ansible-core finds the collection).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PROFILE=${1:-test}
+
+LAB_PKGS=(iproute2 iputils-ping python3-venv procps)
+TEST_PKGS=("${LAB_PKGS[@]}" tcpdump iperf3 dnsmasq-base podman runc debootstrap iptables uidmap
+           openvswitch-switch rsync)
+case "$PROFILE" in
+  lab) PKGS=("${LAB_PKGS[@]}") ;;
+  test) PKGS=("${TEST_PKGS[@]}") ;;
+  *) echo "usage: $0 lab|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for pkg in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "bootstrap: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ "$PROFILE" = test ] && command -v ovs-ctl >/dev/null; then
+  # The benchmark starts Open vSwitch by hand; the package's own service must not hold its files.
+  systemctl disable --now openvswitch-switch >/dev/null 2>&1 || true
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x "$ROOT/.venv/bin/python" ]; then
+  "$PY" -m venv "$ROOT/.venv"
+fi
+stamp="$ROOT/.venv/.requirements-$PROFILE"
+req="$ROOT/requirements/$PROFILE.txt"
+if [ ! -f "$stamp" ] || ! cmp -s "$req" "$stamp"; then
+  "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  cp "$req" "$stamp"
+fi
+
+coll="$ROOT/.cache/collections/ansible_collections/openvif"
+mkdir -p "$coll"
+ln -sfn "$ROOT" "$coll/vswitch"
+echo "bootstrap: $PROFILE ready ($("$ROOT/.venv/bin/ansible" --version | head -1))"

@@ -1,0 +1,51 @@
+"""Shared fixtures: paths, the project's venv tools, and throwaway namespace labs."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COLLECTIONS = ROOT / ".cache" / "collections"
+VENV_BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(COLLECTIONS))  # import ansible_collections.openvif.vswitch.* in unit tests
+
+from netlab import NetLab  # noqa: E402
+
+
+def require_root_netns() -> None:
+    """Integration tests need root and namespaces: without them they fail loudly, never pass silently."""
+    if os.geteuid() != 0:
+        pytest.fail("integration tests need root (network namespaces); run scripts/test.sh as root")
+    if shutil.which("ip") is None:
+        pytest.fail("iproute2 is missing; scripts/bootstrap.sh test installs it")
+
+
+@pytest.fixture
+def netlab():
+    require_root_netns()
+    lab = NetLab()
+    try:
+        yield lab
+    finally:
+        lab.destroy()
+
+
+@pytest.fixture(scope="session")
+def ansible_env() -> dict[str, str]:
+    """Environment for running ansible/ansible-playbook against this checkout."""
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_LOCAL_TEMP": str(ROOT / ".cache" / "ansible-tmp"),
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "PATH": f"{VENV_BIN}:{env.get('PATH', '')}",
+    })
+    return env
