@@ -1,0 +1,49 @@
+# MIT License (see LICENSE)
+"""Connection plugin: run tasks inside a named network namespace on the controller.
+
+The lab's hypervisor hosts are network namespaces on one machine. This plugin is
+the local connection with every command wrapped in ``ip netns exec <name>``, which
+also gives the task the namespace's own /sys, so modules see exactly that host's
+network. Files need no transfer: the namespace shares the controller's filesystem.
+"""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: netns
+short_description: Run tasks inside a network namespace of the controller
+version_added: "0.1.0"
+description:
+  - Runs each task on the controller inside the named network namespace (C(ip netns exec)),
+    so one machine can play many hosts. Used by the lab and the integration tests.
+  - Needs root on the controller and iproute2.
+author:
+  - openvif developers
+options:
+  netns_name:
+    description: The network namespace (as listed by C(ip netns list)); defaults to the inventory hostname.
+    type: str
+    vars:
+      - name: ansible_netns_name
+    env:
+      - name: ANSIBLE_NETNS_NAME
+"""
+
+import os
+import shlex
+
+from ansible.errors import AnsibleConnectionFailure
+from ansible.plugins.connection.local import Connection as LocalConnection
+
+
+class Connection(LocalConnection):
+    transport = "openvif.vswitch.netns"
+
+    def _namespace(self) -> str:
+        name = self.get_option("netns_name") or self._play_context.remote_addr
+        if not name or not os.path.exists(f"/run/netns/{name}"):
+            raise AnsibleConnectionFailure(f"network namespace {name!r} does not exist (ip netns list)")
+        return name
+
+    def exec_command(self, cmd, in_data=None, sudoable=True):
+        wrapped = f"ip netns exec {shlex.quote(self._namespace())} /bin/sh -c {shlex.quote(cmd)}"
+        return super().exec_command(wrapped, in_data=in_data, sudoable=sudoable)

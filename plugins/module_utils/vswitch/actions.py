@@ -1,0 +1,115 @@
+"""What each module does, as plain functions of (params, host, check_mode) -> Result.
+
+Modules stay thin: they declare their arguments and call one function here.
+Every function follows the same shape: build specs (validation), read the
+host, plan, apply unless in check mode, and report a diff computed from the
+plan, so check mode and a real run can never disagree.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+from .errors import ValidationError, VswitchError
+from .host import Host, converge
+from .model import BridgeSpec, Change, HostState, PortSpec
+from .plan import plan_bridge, plan_bridge_absent, plan_ports, simulate
+from .result import Result
+
+
+def _bridge_view(state: HostState, name: str) -> dict[str, Any]:
+    bridge = state.bridges.get(name)
+    if bridge is None:
+        return {"name": name, "state": "absent"}
+    return {"state": "present", **bridge.to_facts()}
+
+
+def _converge(host: Host, changes: Sequence[Change], state: HostState, check_mode: bool) -> HostState:
+    """Apply the plan (unless checking) and return the state to report: predicted or re-read."""
+    predicted = simulate(state, changes)
+    converge(host, changes, state, check_mode)
+    # After a real run, report what the host says (e.g. the MAC the kernel chose), not the prediction.
+    return host.read() if changes and not check_mode else predicted
+
+
+def _report(changes: Sequence[Change], before: Any, after: Any, **values: Any) -> Result:
+    return Result(changed=bool(changes), before=before, after=after,
+                  values={"changes": [c.describe() for c in changes], **values})
+
+
+def bridge(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
+    name = params.get("name")
+    state = host.read()
+    if params.get("state") == "absent":
+        spec_name = BridgeSpec.from_params({"name": name}).name
+        changes = plan_bridge_absent(spec_name, state)
+    else:
+        spec = BridgeSpec.from_params(params)
+        spec_name = spec.name
+        changes = plan_bridge(spec, state)
+    after = _converge(host, changes, state, check_mode)
+    view = _bridge_view(after, spec_name)
+    return _report(changes, _bridge_view(state, spec_name), view, bridge=view)
+
+
+def _port_specs(params: Mapping[str, Any]) -> list[PortSpec]:
+    items = params.get("ports")
+    single = params.get("name")
+    batch = items is not None
+    if items is None and single is None:
+        raise ValidationError("ports", None, "is required: give a port 'name' or a list of 'ports'")
+    if items is not None and single is not None:
+        raise ValidationError("name", single, "cannot be combined with 'ports'; list it in 'ports' instead")
+    if items is None:
+        items = [{k: params.get(k) for k in ("name", "bridge", "type", "vlan", "trunks", "native_vlan",
+                                              "mac", "promiscuous")}]
+    specs = []
+    for index, item in enumerate(items):
+        entry = {"name": item} if isinstance(item, str) else item
+        if not isinstance(entry, Mapping):
+            raise ValidationError(f"ports[{index}]", item, "must be a port name or a mapping with 'name'")
+        try:
+            specs.append(PortSpec.from_params(entry, default_bridge=params.get("bridge")))
+        except VswitchError as err:
+            raise (err.at(f"ports[{index}]") if batch else err) from None
+    return specs
+
+
+def _ports_view(state: HostState, names: Sequence[str]) -> dict[str, Any]:
+    view = {}
+    for name in sorted(names):
+        port = state.ports.get(name)
+        view[name] = port.to_facts() if port else {"name": name, "bridge": None}
+    return {"ports": view}
+
+
+def port(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
+    specs = _port_specs(params)
+    present = params.get("state", "present") != "absent"
+    purge: list[str] = []
+    if params.get("purge"):
+        purge = sorted({spec.bridge for spec in specs} | ({params["bridge"]} if params.get("bridge") else set()))
+    state = host.read()
+    try:
+        changes = plan_ports(specs, state, host.features, present=present, move=bool(params.get("move")),
+                             purge=purge)
+    except VswitchError as err:
+        if params.get("ports") is None and err.field.startswith("ports[0]."):
+            raise type(err)(err.field[len("ports[0]."):], err.value, err.reason) from None
+        raise
+    after = _converge(host, changes, state, check_mode)
+    touched = {spec.name for spec in specs} | {c.target for c in changes}
+    return _report(changes, _ports_view(state, sorted(touched)), _ports_view(after, sorted(touched)),
+                   ports={name: view for name, view in _ports_view(after, sorted(touched))["ports"].items()})
+
+
+def info(params: Mapping[str, Any], host: Host) -> Result:
+    state = host.read()
+    wanted: Optional[set[str]] = set(params["bridges"]) if params.get("bridges") else None
+    bridges = {name: b.to_facts() for name, b in sorted(state.bridges.items())
+               if wanted is None or name in wanted}
+    ports = {name: p.to_facts() for name, p in sorted(state.ports.items()) if p.bridge in bridges}
+    facts: dict[str, Any] = {"bridges": bridges, "ports": ports, "datapaths": list(state.datapaths)}
+    if params.get("fdb", True):
+        facts["fdb"] = [vars(entry) for entry in host.fdb() if entry.bridge in bridges]
+    return Result(changed=False, values={"vswitch": facts, "ansible_facts": {"vswitch": facts}})

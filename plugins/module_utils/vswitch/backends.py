@@ -1,0 +1,24 @@
+"""Open the datapaths this host has: the kernel always, vswitchd when its socket answers."""
+from __future__ import annotations
+
+from typing import Optional
+
+from .host import Backend, Host
+
+
+def open_host(netns: Optional[str] = None) -> Host:
+    from .kernel import KernelBackend
+
+    backends: list[Backend] = [KernelBackend(netns=netns)]
+    userspace = _open_userspace()
+    if userspace is not None:
+        backends.append(userspace)
+    return Host(backends)
+
+
+def _open_userspace() -> Optional[Backend]:
+    try:
+        from .userspace import open_userspace
+    except ImportError:  # the userspace backend is optional: kernel-only hosts work without it
+        return None
+    return open_userspace()

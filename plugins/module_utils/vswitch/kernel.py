@@ -1,0 +1,276 @@
+"""The kernel datapath: Linux bridges driven over rtnetlink with pyroute2.
+
+Reads every link in one dump and applies a plan as a transaction: each
+netlink step records how to undo itself, and if any step fails the journal is
+replayed backwards, so the host ends as it began. Nothing here runs ip, brctl
+or bridge.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
+
+from .errors import BackendError, VswitchError
+from .model import UPLINK_ALIAS, BridgeState, Change, FdbEntry, HostState, Link, PortState
+from .plan import Features
+
+IFF_UP = 0x1
+IFF_PROMISC = 0x100
+NUD_PERMANENT = 0x80   # the bridge's own addresses ("local")
+NUD_NOARP = 0x40       # entries added as static
+CENTI = 100            # the kernel exchanges bridge timers in clock_t (USER_HZ = 100)
+
+Undo = Callable[[], None]
+
+
+def kernel_config_has(option: str) -> Optional[bool]:
+    """Whether the running kernel was built with ``option`` (None if its config is not readable)."""
+    paths = ["/proc/config.gz", f"/boot/config-{os.uname().release}"]
+    for path in paths:
+        try:
+            opener = gzip.open if path.endswith(".gz") else open
+            with opener(path, "rt") as config:  # type: ignore[operator]
+                text = config.read()
+        except OSError:
+            continue
+        return f"\n{option}=y" in text or f"\n{option}=m" in text
+    return None
+
+
+def _attr(msg: Any, name: str, default: Any = None) -> Any:
+    value = msg.get_attr(name)
+    return default if value is None else value
+
+
+class KernelBackend:
+    datapath = "kernel"
+
+    def __init__(self, netns: Optional[str] = None) -> None:
+        from pyroute2 import IPRoute  # guarded: modules report missing_required_lib on ImportError
+
+        self._ipr = IPRoute(netns=netns) if netns else IPRoute()
+        self._features: Optional[Features] = None
+        self._index: dict[str, int] = {}
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    # ----------------------------------------------------------------- features
+    @property
+    def features(self) -> Features:
+        if self._features is None:
+            self._features = Features(vlan_filtering=self._probe_vlan_filtering())
+        return self._features
+
+    def _probe_vlan_filtering(self) -> bool:
+        configured = kernel_config_has("CONFIG_BRIDGE_VLAN_FILTERING")
+        if configured is not None:
+            return configured
+        # No readable kernel config: ask the kernel with a throwaway bridge that exists for one call.
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        probe = f"ovfprobe{os.getpid() % 100000}"
+        try:
+            self._ipr.link("add", ifname=probe, kind="bridge", br_vlan_filtering=1)
+        except NetlinkError:
+            return False
+        self._ipr.link("del", ifname=probe)
+        return True
+
+    # --------------------------------------------------------------------- read
+    def read(self) -> HostState:
+        messages = self._ipr.get_links()
+        names = {msg["index"]: _attr(msg, "IFLA_IFNAME", "") for msg in messages}
+        self._index = {name: index for index, name in names.items()}
+        links: dict[str, Link] = {}
+        bridge_data: dict[str, Any] = {}
+        for msg in messages:
+            name = names[msg["index"]]
+            info = msg.get_attr("IFLA_LINKINFO")
+            kind = (info.get_attr("IFLA_INFO_KIND") if info is not None else None) or ""
+            master = msg.get_attr("IFLA_MASTER")
+            links[name] = Link(
+                name=name, kind=kind, master=names.get(master) if master else None,
+                mtu=_attr(msg, "IFLA_MTU", 0), mac=_attr(msg, "IFLA_ADDRESS", ""),
+                up=bool(msg["flags"] & IFF_UP), promisc=bool(msg["flags"] & IFF_PROMISC),
+                alias=msg.get_attr("IFLA_IFALIAS"),
+            )
+            if kind == "bridge":
+                bridge_data[name] = info.get_attr("IFLA_INFO_DATA")
+        ports: dict[str, PortState] = {}
+        members: dict[str, list[str]] = {name: [] for name in bridge_data}
+        for link in links.values():
+            if link.master in members:
+                members[link.master].append(link.name)
+                ports[link.name] = PortState(name=link.name, bridge=link.master, type="system",
+                                             uplink=link.alias == UPLINK_ALIAS)
+        bridges = {}
+        for name, data in bridge_data.items():
+            link = links[name]
+            uplinks = [p for p in members[name] if ports[p].uplink]
+            bridges[name] = BridgeState(
+                name=name, datapath="kernel",
+                stp=bool(_attr(data, "IFLA_BR_STP_STATE", 0)),
+                forward_delay=_attr(data, "IFLA_BR_FORWARD_DELAY", 0) / CENTI,
+                ageing_time=_attr(data, "IFLA_BR_AGEING_TIME", 0) // CENTI,
+                mtu=link.mtu, mac=link.mac, uplink=uplinks[0] if uplinks else None,
+                ports=tuple(sorted(members[name])),
+            )
+        return HostState(bridges=bridges, ports=ports, links=links, datapaths=("kernel",))
+
+    def fdb(self, bridge: Optional[str] = None) -> list[FdbEntry]:
+        if not self._index:
+            self.read()
+        names = {index: name for name, index in self._index.items()}
+        entries = []
+        for msg in self._ipr.fdb("dump"):
+            master = msg.get_attr("NDA_MASTER")
+            if not master:  # the port's own unicast/multicast list, not a bridge FDB entry
+                continue
+            bridge_name = names.get(master, str(master))
+            if bridge is not None and bridge_name != bridge:
+                continue
+            state = msg["state"]
+            cache = msg.get_attr("NDA_CACHEINFO") or {}
+            local, static = bool(state & NUD_PERMANENT), bool(state & NUD_NOARP)
+            entries.append(FdbEntry(
+                bridge=bridge_name, port=names.get(msg["ifindex"], str(msg["ifindex"])),
+                mac=msg.get_attr("NDA_LLADDR"), vlan=msg.get_attr("NDA_VLAN"),
+                age=None if (local or static) else cache.get("ndm_updated", 0) / CENTI,
+                static=static, local=local,
+            ))
+        return sorted(entries, key=lambda e: (e.bridge, e.port, e.mac))
+
+    # -------------------------------------------------------------------- apply
+    def apply(self, changes: Sequence[Change]) -> None:
+        if not changes:
+            return
+        if not self._index:
+            self.read()
+        journal: list[Undo] = []
+        for change in changes:
+            try:
+                getattr(self, f"_{change.op}")(change, journal)
+            except VswitchError:
+                self._rollback(journal)
+                raise
+            except Exception as err:  # netlink refused: report it with the step that failed
+                self._rollback(journal)
+                raise BackendError(change.target, dict(change.args),
+                                   f"could not be applied ({change.op}): {err}; nothing was changed") from err
+
+    def _rollback(self, journal: list[Undo]) -> None:
+        for undo in reversed(journal):
+            try:
+                undo()
+            except Exception:  # keep undoing the rest; the error that started this is what matters
+                pass
+        self._index = {}  # indexes may have changed; re-read before the next use
+
+    def _idx(self, name: str) -> int:
+        if name not in self._index:
+            found = self._ipr.link_lookup(ifname=name)
+            if not found:
+                raise BackendError("name", name, "does not exist on this host")
+            self._index[name] = found[0]
+        return self._index[name]
+
+    def _link(self, name: str) -> Any:
+        return self._ipr.get_links(self._idx(name))[0]
+
+    def _set(self, name: str, **attrs: Any) -> None:
+        self._ipr.link("set", index=self._idx(name), **attrs)
+
+    @staticmethod
+    def _bridge_attrs(args: dict[str, Any]) -> dict[str, Any]:
+        attrs: dict[str, Any] = {}
+        if "stp" in args:
+            attrs["br_stp_state"] = int(bool(args["stp"]))
+        if "forward_delay" in args:
+            attrs["br_forward_delay"] = int(round(args["forward_delay"] * CENTI))
+        if "ageing_time" in args:
+            attrs["br_ageing_time"] = int(args["ageing_time"]) * CENTI
+        return attrs
+
+    def _add_bridge(self, change: Change, journal: list[Undo]) -> None:
+        name, args = change.target, dict(change.args)
+        self._ipr.link("add", ifname=name, kind="bridge", **self._bridge_attrs(args))
+        journal.append(lambda: self._ipr.link("del", index=self._idx(name)))
+        if args.get("mtu"):
+            self._set(name, mtu=args["mtu"])
+        # Pin the MAC (requested, or the random one the kernel chose): an explicitly set
+        # bridge address no longer follows the lowest port MAC as ports come and go.
+        self._set(name, address=args.get("mac") or _attr(self._link(name), "IFLA_ADDRESS"))
+        self._set(name, state="up")
+
+    def _set_bridge(self, change: Change, journal: list[Undo]) -> None:
+        name, args = change.target, dict(change.args)
+        old = self._link(name)
+        data = old.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")
+        attrs = self._bridge_attrs(args)
+        if attrs:
+            previous = {key: _attr(data, "IFLA_" + key.upper(), 0) for key in attrs}
+            self._set(name, kind="bridge", **attrs)
+            journal.append(lambda: self._set(name, kind="bridge", **previous))
+        if "mtu" in args:
+            old_mtu = _attr(old, "IFLA_MTU")
+            self._set(name, mtu=args["mtu"])
+            journal.append(lambda: self._set(name, mtu=old_mtu))
+        if "mac" in args:
+            old_mac = _attr(old, "IFLA_ADDRESS")
+            self._set(name, address=args["mac"])
+            journal.append(lambda: self._set(name, address=old_mac))
+
+    def _del_bridge(self, change: Change, journal: list[Undo]) -> None:
+        name = change.target
+        snapshot = self.read()
+        bridge = snapshot.bridges[name]
+        self._ipr.link("del", index=self._idx(name))
+        self._index.pop(name, None)
+
+        def recreate() -> None:
+            settings = {"stp": bridge.stp, "forward_delay": bridge.forward_delay,
+                        "ageing_time": bridge.ageing_time, "mtu": bridge.mtu, "mac": bridge.mac}
+            self._add_bridge(Change("add_bridge", name, "kernel", settings), [])
+            for port in bridge.ports:
+                state = snapshot.ports[port]
+                self._add_port(Change("add_port", port, "kernel", {"bridge": name, "uplink": state.uplink}), [])
+        journal.append(recreate)
+
+    def _add_port(self, change: Change, journal: list[Undo]) -> None:
+        name, bridge = change.target, change.args["bridge"]
+        before = self._link(name)
+        was_up = bool(before["flags"] & IFF_UP)
+        self._set(name, master=self._idx(bridge))
+        journal.append(lambda: self._set(name, master=0))
+        if change.args.get("uplink"):
+            self._mark_uplink(name, True, journal)
+        if not was_up:
+            # A VIF forwards only when up; Xen's vif-bridge script brings it up after addif too.
+            self._set(name, state="up")
+            journal.append(lambda: self._set(name, state="down"))
+
+    def _del_port(self, change: Change, journal: list[Undo]) -> None:
+        name, bridge = change.target, change.args["bridge"]
+        link = self._link(name)
+        was_uplink = link.get_attr("IFLA_IFALIAS") == UPLINK_ALIAS
+        if was_uplink:
+            self._mark_uplink(name, False, journal)
+        self._set(name, master=0)
+        journal.append(lambda: self._set(name, master=self._idx(bridge)))
+
+    def _set_port(self, change: Change, journal: list[Undo]) -> None:
+        if "uplink" in change.args:
+            self._mark_uplink(change.target, bool(change.args["uplink"]), journal)
+
+    def _mark_uplink(self, name: str, uplink: bool, journal: list[Undo]) -> None:
+        """The uplink (PIF) runs promiscuous, as XenServer's does, and carries the uplink alias."""
+        link = self._link(name)
+        old_alias = link.get_attr("IFLA_IFALIAS") or ""
+        old_promisc = link["flags"] & IFF_PROMISC
+        self._set(name, ifalias=UPLINK_ALIAS if uplink else "")
+        journal.append(lambda: self._set(name, ifalias=old_alias))
+        self._set(name, flags=IFF_PROMISC if uplink else 0, mask=IFF_PROMISC)
+        journal.append(lambda: self._set(name, flags=old_promisc, mask=IFF_PROMISC))

@@ -1,0 +1,83 @@
+#!/usr/bin/python
+# MIT License (see LICENSE)
+"""Ansible module: what brctl show and bridge fdb show tell, as facts."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: vswitch_info
+short_description: Facts about virtual switches, their ports and learned MACs
+version_added: "0.1.0"
+description:
+  - Reports every bridge of every datapath on the host (Linux bridges, and vswitchd's when it runs)
+    with its settings, ports, uplink and forwarding table, what C(brctl show),
+    C(brctl showmacs) and C(bridge fdb show) tell.
+  - Has no side effects; sets the C(vswitch) fact.
+options:
+  bridges:
+    description: Only these bridges (default all).
+    type: list
+    elements: str
+  fdb:
+    description: Include the forwarding table (learned, static and local MACs with their age).
+    type: bool
+    default: true
+notes:
+  - Supports check mode (it never changes anything).
+requirements:
+  - pyroute2 >= 0.9
+author:
+  - openvif developers
+"""
+
+EXAMPLES = r"""
+- name: Gather switch facts
+  openvif.vswitch.vswitch_info:
+
+- name: Show the ports of xenbr0
+  ansible.builtin.debug:
+    var: vswitch.bridges.xenbr0.ports
+"""
+
+RETURN = r"""
+vswitch:
+  description: Bridges, ports and forwarding entries; also set as the C(vswitch) fact.
+  returned: always
+  type: dict
+  contains:
+    bridges:
+      description: Bridge name to its settings (datapath, stp, forward_delay, ageing_time, mtu, mac, uplink, ports).
+      type: dict
+    ports:
+      description: Port name to its bridge and settings.
+      type: dict
+    fdb:
+      description: Forwarding entries (bridge, port, mac, vlan, age in seconds, static, local).
+      type: list
+      elements: dict
+    datapaths:
+      description: The datapaths that answered on this host.
+      type: list
+      elements: str
+"""
+
+from ansible_collections.openvif.vswitch.plugins.module_utils._ansible import run_module
+from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch import actions
+from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.backends import open_host
+
+ARGUMENT_SPEC = {
+    "bridges": {"type": "list", "elements": "str"},
+    "fdb": {"type": "bool", "default": True},
+}
+
+
+def run(params, context):
+    return actions.info(params, open_host())
+
+
+def main():
+    run_module(ARGUMENT_SPEC, run)
+
+
+if __name__ == "__main__":
+    main()

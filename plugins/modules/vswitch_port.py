@@ -1,0 +1,154 @@
+#!/usr/bin/python
+# MIT License (see LICENSE)
+"""Ansible module: attach ports (VIFs, taps, veths, uplinks) to virtual switches."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: vswitch_port
+short_description: Attach or detach ports of a virtual switch, one or many at once
+version_added: "0.1.0"
+description:
+  - Makes interfaces ports of a bridge (C(brctl addif)) or removes them (C(brctl delif)).
+  - A port belongs to one bridge only. A port already on another bridge is an error unless
+    O(move=true), and then the diff shows it leaving the old bridge.
+  - The batch form (O(ports)) handles many ports in one task and one transaction;
+    with O(purge=true) ports of the named bridges that are not listed are detached
+    (never the bridge's uplink, which M(openvif.vswitch.vswitch_bridge) owns).
+  - On the kernel datapath a port must be an existing interface (a Xen VIF C(vif<domid>.<devid>), a
+    tap, a veth, a NIC). On the userspace datapath vswitchd can create O(type=tap) and
+    O(type=internal) ports itself.
+  - All checks run before anything changes; a failed run leaves the host as it was.
+options:
+  name:
+    description: One port's interface name. Use O(ports) for many.
+    type: str
+  bridge:
+    description: The bridge the port(s) belong to; the default for entries of O(ports) without their own.
+    type: str
+  ports:
+    description:
+      - Many ports in one task. Each entry is an interface name or a mapping with C(name) and
+        optionally C(bridge), C(type), C(vlan), C(trunks), C(native_vlan), C(mac), C(promiscuous).
+    type: list
+    elements: raw
+  state:
+    description: C(present) attaches, C(absent) detaches (the interface itself is not deleted).
+    type: str
+    choices: [present, absent]
+    default: present
+  purge:
+    description: Detach ports of the bridge(s) named in this task that are not listed.
+    type: bool
+    default: false
+  move:
+    description: Allow taking a port that is already on another bridge.
+    type: bool
+    default: false
+  type:
+    description:
+      - C(system) an existing interface; C(tap) and C(internal) a port vswitchd creates (userspace only).
+    type: str
+    choices: [system, tap, internal]
+  vlan:
+    description: Access VLAN (1-4094), untagged on this port. Needs VLAN support in the datapath.
+    type: int
+  trunks:
+    description: Tagged VLANs of a trunk port, as a list or ranges like C(100-120,200).
+    type: raw
+  native_vlan:
+    description: VLAN that a trunk port carries untagged.
+    type: int
+  mac:
+    description: Port security, the only source MAC this port may send (userspace datapath).
+    type: str
+  promiscuous:
+    description:
+      - The port receives every frame on its VLANs (userspace datapath).
+      - On the kernel datapath set the bridge's O(openvif.vswitch.vswitch_bridge#module:ageing_time) to 0 instead.
+    type: bool
+notes:
+  - Supports check mode and diff mode. C(changed) is true exactly when the host changed.
+requirements:
+  - pyroute2 >= 0.9
+seealso:
+  - module: openvif.vswitch.vswitch_bridge
+author:
+  - openvif developers
+"""
+
+EXAMPLES = r"""
+- name: Attach one VIF
+  openvif.vswitch.vswitch_port:
+    bridge: xenbr0
+    name: vif3.0
+
+- name: Exactly these VIFs on xapi1, in one transaction
+  openvif.vswitch.vswitch_port:
+    bridge: xapi1
+    ports: [vif1.1, vif2.1, vif3.0]
+    purge: true
+
+- name: Ports on several bridges at once
+  openvif.vswitch.vswitch_port:
+    ports:
+      - {name: vif1.0, bridge: xenbr0}
+      - {name: vif4.0, bridge: xapi1}
+
+- name: Move a VIF from xapi1 to xenbr0
+  openvif.vswitch.vswitch_port:
+    bridge: xenbr0
+    name: vif4.0
+    move: true
+
+- name: Detach a VIF
+  openvif.vswitch.vswitch_port:
+    bridge: xenbr0
+    name: vif3.0
+    state: absent
+"""
+
+RETURN = r"""
+ports:
+  description: The ports the task named or changed, as they are after the run.
+  returned: always
+  type: dict
+  sample:
+    vif3.0: {name: vif3.0, bridge: xenbr0, type: system, uplink: false}
+changes:
+  description: The steps the run took (or would take), in order.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible_collections.openvif.vswitch.plugins.module_utils._ansible import run_module
+from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch import actions
+from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.backends import open_host
+
+ARGUMENT_SPEC = {
+    "name": {"type": "str"},
+    "bridge": {"type": "str"},
+    "ports": {"type": "list", "elements": "raw"},
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+    "purge": {"type": "bool", "default": False},
+    "move": {"type": "bool", "default": False},
+    "type": {"type": "str", "choices": ["system", "tap", "internal"]},
+    "vlan": {"type": "int"},
+    "trunks": {"type": "raw"},
+    "native_vlan": {"type": "int"},
+    "mac": {"type": "str"},
+    "promiscuous": {"type": "bool"},
+}
+
+
+def run(params, context):
+    return actions.port(params, open_host(), context.check_mode)
+
+
+def main():
+    run_module(ARGUMENT_SPEC, run)
+
+
+if __name__ == "__main__":
+    main()
