@@ -1,0 +1,129 @@
+"""The host's addressing before the move, and putting it back exactly."""
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+from ..errors import BackendError, ConflictError, NotFoundError
+from . import netops
+from .spec import HostIpSpec
+
+
+def take(ipr, spec: HostIpSpec, resolv_conf: str) -> dict[str, Any]:
+    """Everything the move may change: both links, their routes, resolv.conf."""
+    uplink = netops.read_link(ipr, spec.uplink)
+    if uplink is None:
+        raise NotFoundError("uplink", spec.uplink, "is not an interface on this host")
+    if uplink["master"] not in (None, spec.bridge):
+        raise ConflictError("uplink", spec.uplink, f"is already a port of '{uplink['master']}'; a NIC can be "
+                                                   "the uplink of one bridge only")
+    bridge = netops.read_link(ipr, spec.bridge)
+    if bridge is not None and bridge["kind"] != "bridge":
+        raise ConflictError("bridge", spec.bridge, f"is an existing interface of kind "
+                                                   f"'{bridge['kind'] or 'device'}', not a bridge")
+    indexes = {uplink["index"]: spec.uplink}
+    if bridge is not None:
+        indexes[bridge["index"]] = spec.bridge
+    return {
+        "taken": time.time(),
+        "uplink": uplink,
+        "bridge": bridge,
+        "routes": netops.read_routes(ipr, indexes),
+        "resolv_conf": netops.read_file(resolv_conf),
+        "resolv_conf_path": resolv_conf,
+    }
+
+
+def _remaining(addresses: list[dict[str, Any]], elapsed: int) -> list[dict[str, Any]]:
+    """Leased addresses come back with what is left of their lifetime, permanent ones stay permanent."""
+    out = []
+    for addr in addresses:
+        addr = dict(addr)
+        for key in ("valid_lft", "preferred_lft"):
+            if addr.get(key, netops.FOREVER) != netops.FOREVER:
+                addr[key] = max(1, addr[key] - elapsed)
+        out.append(addr)
+    return out
+
+
+def restore(ipr, snap: dict[str, Any], spec: HostIpSpec) -> dict[str, Any]:
+    """Put both links, the routes and resolv.conf back as ``snap`` recorded them; returns what is now there.
+
+    Idempotent: safe to run again after a partial restore or on a host that never changed.
+    """
+    elapsed = int(time.time() - snap["taken"])
+    up, br = snap["uplink"], snap["bridge"]
+    indexes = {}
+    current_bridge = netops.index_of(ipr, spec.bridge)
+    if current_bridge is not None:
+        indexes[current_bridge] = spec.bridge
+    uplink_index = netops.index_of(ipr, spec.uplink)
+    if uplink_index is not None:
+        indexes[uplink_index] = spec.uplink
+    for route in netops.read_routes(ipr, indexes):
+        if route not in snap["routes"]:
+            netops.del_route(ipr, route)
+    if br is None:
+        netops.delete_link(ipr, spec.bridge)  # also releases the uplink
+    elif current_bridge is not None:
+        netops.ensure_bridge(ipr, spec.bridge, stp=br["stp"], forward_delay=br["forward_delay"],
+                             mtu=br["mtu"], mac=br["mac"])
+        netops.set_addresses(ipr, current_bridge, _remaining(br["addresses"], elapsed))
+    if uplink_index is None:
+        raise BackendError("uplink", spec.uplink, "disappeared during the transaction; cannot restore it")
+    master = netops.index_of(ipr, up["master"]) if up["master"] else 0
+    netops.set_link(ipr, uplink_index, master=master or 0)
+    netops.set_link(ipr, uplink_index, address=up["mac"], mtu=up["mtu"])
+    netops.set_link(ipr, uplink_index, state="up" if up["up"] else "down")
+    netops.set_addresses(ipr, uplink_index, _remaining(up["addresses"], elapsed))
+    if br is not None and current_bridge is not None:
+        netops.set_link(ipr, current_bridge, state="up" if br["up"] else "down")
+    for route in snap["routes"]:
+        netops.add_route(ipr, route)
+    path = snap["resolv_conf_path"]
+    if netops.read_file(path) != snap["resolv_conf"]:
+        netops.write_file_atomic(path, snap["resolv_conf"])
+    return summary(ipr, spec, path)
+
+
+def summary(ipr, spec: HostIpSpec, resolv_conf: str) -> dict[str, Any]:
+    """What the host has now, in the shape of a snapshot (for reports and diffs)."""
+    uplink = netops.read_link(ipr, spec.uplink)
+    bridge = netops.read_link(ipr, spec.bridge)
+    indexes = {link["index"]: link["name"] for link in (uplink, bridge) if link}
+    return {"uplink": uplink, "bridge": bridge, "routes": netops.read_routes(ipr, indexes),
+            "nameservers": nameservers(netops.read_file(resolv_conf))}
+
+
+def nameservers(text: Optional[str]) -> list[str]:
+    return [line.split()[1] for line in (text or "").splitlines()
+            if len(line.split()) >= 2 and line.split()[0] == "nameserver"]
+
+
+def describe(state: dict[str, Any]) -> str:
+    """One line an operator can read: where the addresses are and what the default route is."""
+    parts = []
+    for role in ("uplink", "bridge"):
+        link = state.get(role)
+        if link and link["addresses"]:
+            addrs = ", ".join(f"{a['address']}/{a['prefixlen']}" for a in link["addresses"])
+            parts.append(f"{link['name']} has {addrs}")
+    for route in state.get("routes", []):
+        if route["dst_len"] == 0:
+            parts.append(f"default via {route['gateway']} dev {route['dev']}")
+    if state.get("bridge") is None:
+        parts.append("no bridge")
+    return "; ".join(parts) or "no IPv4 addresses"
+
+
+def addresses_match(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether ``after`` has the same links, addresses, masters and routes as ``before``."""
+    def key(state: dict[str, Any]) -> Any:
+        links = []
+        for role in ("uplink", "bridge"):
+            link = state.get(role)
+            links.append(None if link is None else (
+                link["name"], link["master"], link["mac"],
+                tuple((a["address"], a["prefixlen"]) for a in link["addresses"])))
+        return links, [(r["dst"], r["dst_len"], r["gateway"], r["dev"]) for r in state.get("routes", [])]
+    return key(before) == key(after)

@@ -1,0 +1,155 @@
+"""What the operator declares for the host's IP on a bridge, validated and normalised."""
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+from .. import validate as v
+from ..errors import ValidationError
+
+BOOTPROTOS = ("dhcp", "static")
+DATAPATHS = ("kernel", "userspace")
+
+
+def _bool(field: str, value: Any, default: Optional[bool]) -> Optional[bool]:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    raise ValidationError(field, value, "must be true or false")
+
+
+def _interface_address(field: str, value: Any, netmask: Any) -> ipaddress.IPv4Interface:
+    """``10.0.0.5/24``, or ``10.0.0.5`` with ``netmask: 255.255.255.0`` (or a prefix length)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(field, value, "must be an IPv4 address with a prefix, e.g. '192.0.2.10/24'")
+    text = value.strip()
+    if "/" in text and netmask is not None:
+        raise ValidationError("netmask", netmask, f"is given twice: address '{text}' already has a prefix")
+    if "/" not in text:
+        if netmask is None:
+            raise ValidationError(field, value, "has no prefix length: write it as 'ADDRESS/PREFIX' "
+                                                "or give netmask")
+        text = f"{text}/{str(netmask).strip()}"
+    try:
+        iface = ipaddress.IPv4Interface(text)
+    except (ipaddress.AddressValueError, ipaddress.NetmaskValueError, ValueError) as err:
+        bad_field = "netmask" if netmask is not None and "Netmask" in type(err).__name__ else field
+        raise ValidationError(bad_field, value if bad_field == field else netmask,
+                              f"is not a valid IPv4 address/netmask ({err})") from None
+    if iface.network.prefixlen < 31 and iface.ip in (iface.network.network_address,
+                                                      iface.network.broadcast_address):
+        which = "network" if iface.ip == iface.network.network_address else "broadcast"
+        raise ValidationError(field, value, f"is the {which} address of {iface.network}; a host needs "
+                                            "another address")
+    if iface.ip.is_multicast or iface.ip.is_unspecified or iface.ip.is_loopback:
+        raise ValidationError(field, value, "is not a unicast host address")
+    return iface
+
+
+def _ipv4(field: str, value: Any) -> str:
+    try:
+        return str(ipaddress.IPv4Address(str(value).strip()))
+    except (ipaddress.AddressValueError, ValueError):
+        raise ValidationError(field, value, "is not an IPv4 address") from None
+
+
+@dataclass(frozen=True)
+class HostIpSpec:
+    bridge: str
+    uplink: str
+    bootproto: str = "dhcp"
+    address: Optional[str] = None       # '192.0.2.10/24' (static only)
+    gateway: Optional[str] = None
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    mtu: Optional[int] = None
+    stp: bool = False
+    forward_delay: float = 0.0
+    datapath: str = "kernel"
+    move_mac: bool = True
+    verify_targets: tuple[str, ...] = ()
+    rollback_timeout: float = 60.0      # seconds the guard waits for the controller's confirmation
+    verify_timeout: float = 20.0        # seconds to reach the gateway/targets on the new path
+    dhcp_timeout: float = 15.0          # seconds to obtain a lease on the bridge
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> HostIpSpec:
+        bridge = v.ifname("bridge", params.get("bridge"))
+        uplink = v.ifname("uplink", params.get("uplink"))
+        if uplink == bridge:
+            raise ValidationError("uplink", uplink, "is the bridge itself; the uplink is the NIC that "
+                                                    "holds the IP today")
+        bootproto = v.choice("bootproto", params.get("bootproto") or "dhcp", BOOTPROTOS)
+        address = gateway = None
+        if bootproto == "static":
+            if params.get("address") is None:
+                raise ValidationError("address", None, "is required with bootproto: static")
+            iface = _interface_address("address", params.get("address"), params.get("netmask"))
+            address = str(iface)
+            if params.get("gateway") is not None:
+                gateway = _ipv4("gateway", params.get("gateway"))
+                if ipaddress.IPv4Address(gateway) not in iface.network:
+                    raise ValidationError("gateway", gateway, f"is not inside the bridge's network "
+                                                              f"{iface.network}; the gateway must be on-link")
+                if ipaddress.IPv4Address(gateway) == iface.ip:
+                    raise ValidationError("gateway", gateway, "is the host's own address")
+        else:
+            for name in ("address", "netmask", "gateway"):
+                if params.get(name) is not None:
+                    raise ValidationError(name, params.get(name), "is only used with bootproto: static "
+                                                                  "(DHCP supplies it)")
+        dns = tuple(_ipv4(f"dns[{i}]", item) for i, item in enumerate(params.get("dns") or ()))
+        search = tuple(str(item) for item in (params.get("dns_search") or ()))
+        for i, item in enumerate(search):
+            if not item or any(ch.isspace() for ch in item):
+                raise ValidationError(f"dns_search[{i}]", item, "must be a domain name without spaces")
+        targets = tuple(_ipv4(f"verify_targets[{i}]", item)
+                        for i, item in enumerate(params.get("verify_targets") or ()))
+        stp = bool(_bool("stp", params.get("stp"), False))
+        delay = v.seconds("forward_delay", params.get("forward_delay") if params.get("forward_delay") is not None
+                          else (15 if stp else 0), v.FORWARD_DELAY_MIN, v.FORWARD_DELAY_MAX)
+        if stp and delay < v.STP_FORWARD_DELAY_MIN:
+            raise ValidationError("forward_delay", delay, f"is too short with STP on; 802.1D needs at least "
+                                                          f"{v.STP_FORWARD_DELAY_MIN:g} seconds")
+        return cls(
+            bridge=bridge, uplink=uplink, bootproto=bootproto, address=address, gateway=gateway,
+            dns=dns, dns_search=search, mtu=v.optional(v.mtu, "mtu", params.get("mtu")),
+            stp=stp, forward_delay=delay,
+            datapath=v.choice("datapath", params.get("datapath") or "kernel", DATAPATHS),
+            move_mac=bool(_bool("move_mac", params.get("move_mac"), True)),
+            verify_targets=targets,
+            rollback_timeout=v.seconds("rollback_timeout", params.get("rollback_timeout", 60) or 60, 10, 3600),
+            verify_timeout=v.seconds("verify_timeout", params.get("verify_timeout", 20) or 20, 1, 600),
+            dhcp_timeout=v.seconds("dhcp_timeout", params.get("dhcp_timeout", 15) or 15, 1, 600),
+        )
+
+    @property
+    def interface(self) -> Optional[ipaddress.IPv4Interface]:
+        return ipaddress.IPv4Interface(self.address) if self.address else None
+
+    def addressing(self) -> dict[str, Any]:
+        """The normalised addressing, in every notation the persistent formats need."""
+        iface = self.interface
+        return {
+            "bootproto": self.bootproto,
+            "address": str(iface) if iface else None,
+            "ip": str(iface.ip) if iface else None,
+            "prefix": iface.network.prefixlen if iface else None,
+            "netmask": str(iface.netmask) if iface else None,
+            "gateway": self.gateway,
+            "dns": list(self.dns),
+            "dns_search": list(self.dns_search),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("dns", "dns_search", "verify_targets"):
+            data[key] = list(data[key])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> HostIpSpec:
+        return cls.from_params(data)

@@ -1,0 +1,224 @@
+#!/usr/bin/python
+# MIT License (see LICENSE)
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: vswitch_host_ip
+short_description: Move the host's own IP from its NIC to a bridge as one guarded, self-rolling-back transaction
+description:
+  - Puts the host's IPv4 addressing (address, routes, DNS servers and, by default, the NIC's MAC) on a bridge
+    whose uplink is the NIC that holds it today, like Xen's C(network-bridge start), without cutting off the
+    connection the play runs over.
+  - "C(step=apply) snapshots the current addressing, then hands the change to a guard process detached from
+    Ansible (it survives the module, the connection and C(kill -9) of the applier). The guard applies the
+    change, verifies the new path (an ARP answer from the gateway, ICMP echo from O(verify_targets), a DHCP
+    lease with O(bootproto=dhcp)) and waits O(rollback_timeout) seconds for C(step=confirm). Without that
+    confirmation, or when verification fails, it restores exactly the previous addresses, routes, MAC, bridge
+    state and resolv.conf by itself."
+  - "C(step=confirm) is meant to run as the next task, over a fresh connection (C(meta: reset_connection)),
+    so that a successful confirmation proves the controller still reaches the host."
+  - The DHCP client is built in (DISCOVER/OFFER/REQUEST/ACK over AF_PACKET); it asks for the address the NIC
+    had, and installs the lease with its lifetime. Renewal is the job of the host's network stack, which the
+    openvif.vswitch.bridge role configures persistently.
+  - Nothing is changed when the host already has the declared configuration.
+version_added: 0.1.0
+author: openvif developers
+options:
+  step:
+    description: Which step of the transaction to run.
+    type: str
+    choices: [apply, confirm, report]
+    default: apply
+  token:
+    description: The transaction token that C(step=apply) returned; required for C(confirm) and C(report).
+    type: str
+  bridge:
+    description: The bridge that will carry the host's IP (created when missing).
+    type: str
+    required: true
+  uplink:
+    description: The NIC that holds the IP today and becomes the bridge's uplink port.
+    type: str
+    required: true
+  bootproto:
+    description: How the bridge gets its address.
+    type: str
+    choices: [dhcp, static]
+    default: dhcp
+  address:
+    description: IPv4 address with prefix (V(192.0.2.10/24)), or without prefix together with O(netmask). Static only.
+    type: str
+  netmask:
+    description: Netmask (V(255.255.255.0)) or prefix length for O(address) when it carries no prefix.
+    type: str
+  gateway:
+    description: Default gateway (static only; must be inside the address's network). Verified by ARP.
+    type: str
+  dns:
+    description: DNS servers written to O(resolv_conf) (with DHCP, the lease's servers are used when empty).
+    type: list
+    elements: str
+    default: []
+  dns_search:
+    description: Search domains written to O(resolv_conf).
+    type: list
+    elements: str
+    default: []
+  mtu:
+    description: MTU of the bridge and the uplink (default keeps the uplink's).
+    type: int
+  stp:
+    description: Spanning tree on the bridge.
+    type: bool
+    default: false
+  forward_delay:
+    description: Bridge forward delay in seconds (default 0 without STP, 15 with).
+    type: float
+  datapath:
+    description: Which datapath holds the bridge. Only C(kernel) is implemented for the host IP move so far.
+    type: str
+    choices: [kernel, userspace]
+    default: kernel
+  move_mac:
+    description: Give the bridge the uplink's MAC, so DHCP leases and neighbours' ARP caches stay valid.
+    type: bool
+    default: true
+  verify_targets:
+    description: Extra IPv4 addresses that must answer ICMP echo over the new path before it is kept.
+    type: list
+    elements: str
+    default: []
+  rollback_timeout:
+    description: Seconds the guard waits for C(step=confirm) after verifying, before it rolls back.
+    type: float
+    default: 60
+  verify_timeout:
+    description: Seconds each verification (gateway ARP, each target's ping) may take.
+    type: float
+    default: 20
+  dhcp_timeout:
+    description: Seconds to obtain a DHCP lease on the bridge.
+    type: float
+    default: 15
+  resolv_conf:
+    description: The resolver file to update and, on rollback, restore.
+    type: path
+    default: /etc/resolv.conf
+  state_dir:
+    description: Where the guard keeps its journal, commit file and log (one directory per bridge).
+    type: path
+    default: /run/openvif/hostnet
+  test_hold:
+    description:
+      - For tests of the rollback only. Maps a step of the applier (V(unaddressed), V(bridged), V(addressed))
+        to seconds to pause there, so a test can kill the applier mid-change.
+    type: dict
+requirements:
+  - pyroute2 on the managed host
+  - root (netlink, AF_PACKET, raw ICMP)
+notes:
+  - Supports check mode (reports whether a move is needed) and diff mode (before/after addressing).
+  - "IPv4 only: IPv6 addresses on the uplink are left where they are."
+"""
+
+EXAMPLES = r"""
+- name: Move the host's DHCP address from eth0 to xenbr0
+  openvif.vswitch.vswitch_host_ip:
+    bridge: xenbr0
+    uplink: eth0
+    bootproto: dhcp
+  register: move
+
+- name: Reconnect over the new path, so the confirmation proves it works
+  ansible.builtin.meta: reset_connection
+
+- name: Keep the new configuration
+  openvif.vswitch.vswitch_host_ip:
+    bridge: xenbr0
+    uplink: eth0
+    step: confirm
+    token: "{{ move.token }}"
+  when: move.pending
+
+- name: Static addressing, as in ifcfg-xenbr0
+  openvif.vswitch.vswitch_host_ip:
+    bridge: xenbr0
+    uplink: eth0
+    bootproto: static
+    address: 172.16.0.102
+    netmask: 255.255.0.0
+    gateway: 172.16.0.1
+    dns: [68.94.156.1, 68.94.157.1]
+"""
+
+RETURN = r"""
+pending:
+  description: True when a transaction was applied and waits for C(step=confirm).
+  returned: step=apply
+  type: bool
+token:
+  description: The transaction's token, to pass to C(step=confirm).
+  returned: when pending
+  type: str
+phase:
+  description: The transaction's phase (verified, committed, rolled_back, restore_failed).
+  returned: when a transaction was run or looked up
+  type: str
+addressing:
+  description: The normalised addressing (address, prefix, netmask, gateway, dns...), for persistent files.
+  returned: always
+  type: dict
+result:
+  description: What the guard applied and verified (lease, gateway, address, checks passed).
+  returned: when pending
+  type: dict
+state:
+  description: The links, addresses, routes and nameservers now on the host.
+  returned: success
+  type: dict
+restored:
+  description: What the rollback put back (step=report).
+  returned: step=report
+  type: dict
+error:
+  description: On failure, the field, value and reason (kind, field, value, reason, message).
+  returned: failure
+  type: dict
+"""
+
+from ansible_collections.openvif.vswitch.plugins.module_utils._ansible import run_module
+from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.hostnet.actions import run
+
+ARGUMENT_SPEC = dict(
+    step=dict(type="str", choices=["apply", "confirm", "report"], default="apply"),
+    token=dict(type="str", no_log=False),
+    bridge=dict(type="str", required=True),
+    uplink=dict(type="str", required=True),
+    bootproto=dict(type="str", choices=["dhcp", "static"], default="dhcp"),
+    address=dict(type="str"),
+    netmask=dict(type="str"),
+    gateway=dict(type="str"),
+    dns=dict(type="list", elements="str", default=[]),
+    dns_search=dict(type="list", elements="str", default=[]),
+    mtu=dict(type="int"),
+    stp=dict(type="bool", default=False),
+    forward_delay=dict(type="float"),
+    datapath=dict(type="str", choices=["kernel", "userspace"], default="kernel"),
+    move_mac=dict(type="bool", default=True),
+    verify_targets=dict(type="list", elements="str", default=[]),
+    rollback_timeout=dict(type="float", default=60),
+    verify_timeout=dict(type="float", default=20),
+    dhcp_timeout=dict(type="float", default=15),
+    resolv_conf=dict(type="path", default="/etc/resolv.conf"),
+    state_dir=dict(type="path", default="/run/openvif/hostnet"),
+    test_hold=dict(type="dict"),
+)
+
+
+def main() -> None:
+    run_module(ARGUMENT_SPEC, run)
+
+
+if __name__ == "__main__":
+    main()
