@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Build the scenarios' container image without any image registry: debootstrap Debian bookworm
+# (minbase + what the scenarios use), tar it once, `podman import` it. The tarball and the image
+# carry a hash of the package list, so a rerun is a no-op and a changed list rebuilds.
+#   scripts/molecule/build-image.sh          (setup.sh calls it)
+#   REBUILD=1 scripts/molecule/build-image.sh   force a fresh debootstrap
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=env.sh
+. "$HERE/env.sh"
+
+log() { printf 'molecule-image: %s\n' "$*" >&2; }
+
+SUITE=bookworm
+IMAGE=$OPENVIF_MOLECULE_IMAGE
+# What the scenarios need inside the container:
+#   systemd, systemd-sysv, dbus    systemd as PID 1, systemctl
+#   python3                        ansible modules
+#   iproute2, iputils-ping, procps the verify steps (ip netns, veth, ping, ps)
+#   tcpdump                        capture frames on a port when a check needs to see them
+PKGS="python3,systemd,systemd-sysv,dbus,iproute2,iputils-ping,procps,tcpdump"
+MIRROR=${MIRROR:-$(grep -h '^URIs:' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1 | awk '{print $2}')}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+# pyroute2 for the kernel backend, at the version the project pins (Debian's 0.7 is too old),
+# from PyPI as a pure-Python wheel unpacked into the image (the container has no network).
+PYROUTE2=$(grep -h '^pyroute2==' "$MOLECULE_ROOT_DIR/requirements/test.txt" | head -1)
+PYROUTE2=${PYROUTE2:-pyroute2==0.9.7}
+KEY=$(printf '%s\n' "$SUITE" "$PKGS" "$PYROUTE2" "v2" | sha256sum | cut -c1-12)
+TARBALL=$BASE/build/rootfs-$SUITE-$KEY.tar
+
+if [ ! -s "$TARBALL" ] || [ "${REBUILD:-0}" = 1 ]; then
+  command -v debootstrap >/dev/null || { log "debootstrap missing: run scripts/molecule/setup.sh"; exit 1; }
+  ROOTFS=$BASE/build/rootfs-$SUITE-$KEY
+  rm -rf "$ROOTFS"
+  mkdir -p "$BASE/build"
+  t0=$(date +%s)
+  log "debootstrap $SUITE from $MIRROR (about a minute)"
+  debootstrap --variant=minbase --include="$PKGS" "$SUITE" "$ROOTFS" "$MIRROR" >"$BASE/logs/debootstrap.log" 2>&1 ||
+    { tail -n 30 "$BASE/logs/debootstrap.log" >&2; log "debootstrap failed (log: $BASE/logs/debootstrap.log)"; exit 1; }
+  chroot "$ROOTFS" apt-get clean
+  wheels=$BASE/build/wheels
+  mkdir -p "$wheels"
+  "$MOLECULE_ROOT_DIR/.venv/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    -d "$wheels" "$PYROUTE2"
+  pyver=$(chroot "$ROOTFS" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  "$MOLECULE_ROOT_DIR/.venv/bin/python" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
+    "$(ls "$wheels"/pyroute2-"${PYROUTE2#pyroute2==}"-*.whl | head -1)" "$ROOTFS/usr/local/lib/python$pyver/dist-packages"
+  chroot "$ROOTFS" python3 -c 'import pyroute2, importlib.metadata as m; print("pyroute2", m.version("pyroute2"))' >&2
+  rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin
+  : >"$ROOTFS/etc/machine-id"   # systemd makes one at boot
+  printf 'deb %s %s main\n' "$MIRROR" "$SUITE" >"$ROOTFS/etc/apt/sources.list"
+  # Units that fail or make noise in a container (no udev, no modules, read-only /sys bits).
+  for unit in getty@tty1.service systemd-udevd.service systemd-udevd-control.socket \
+              systemd-udevd-kernel.socket systemd-modules-load.service sys-kernel-config.mount \
+              systemd-remount-fs.service; do
+    ln -sf /dev/null "$ROOTFS/etc/systemd/system/$unit"
+  done
+  tar -C "$ROOTFS" -cf "$TARBALL.partial" .
+  mv "$TARBALL.partial" "$TARBALL"
+  rm -rf "$ROOTFS"
+  # Older tarballs of other package lists are dead weight.
+  find "$BASE/build" -maxdepth 1 -name "rootfs-$SUITE-*.tar" ! -name "$(basename "$TARBALL")" -delete
+  log "debootstrap + tarball: $(( $(date +%s) - t0 ))s"
+fi
+
+have=$(podman image inspect --format '{{index .Labels "org.openvif.rootfs"}}' "$IMAGE" 2>/dev/null || true)
+if [ "$have" != "$KEY" ] || [ "${REBUILD:-0}" = 1 ]; then
+  t0=$(date +%s)
+  podman import -q \
+    --change 'CMD ["/sbin/init"]' \
+    --change 'ENV container=podman' \
+    --change 'STOPSIGNAL SIGRTMIN+3' \
+    --change "LABEL org.openvif.rootfs=$KEY" \
+    "$TARBALL" "$IMAGE" >/dev/null
+  log "podman import $IMAGE: $(( $(date +%s) - t0 ))s"
+  # Drop the dangling previous import, if any (only images in our own store).
+  podman image prune -f >/dev/null || true
+fi
+log "image $IMAGE (rootfs $KEY) ready"

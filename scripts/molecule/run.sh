@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Run molecule on this collection's scenarios (extensions/molecule/<scenario>) with podman set up
+# by setup.sh. Sets the environment, prepares what is missing, runs one molecule at a time.
+#   scripts/molecule/run.sh test -s kernel
+#   scripts/molecule/run.sh converge -s vswitchd && scripts/molecule/run.sh login -s vswitchd
+#   SKIP_SETUP=1 ...   do not run setup.sh first (it is a quick no-op once done)
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=env.sh
+. "$HERE/env.sh"
+
+if [ "${SKIP_SETUP:-0}" != 1 ]; then
+  "$HERE/setup.sh"
+fi
+cd "$MOLECULE_ROOT_DIR"
+# Scenarios share the 2 cores and their container names; one molecule at a time.
+exec 9>"$BASE/run.lock"
+if ! flock -n 9; then
+  echo "molecule-run: another scenario is running; waiting for $BASE/run.lock" >&2
+  flock -w 1800 9 || { echo "molecule-run: gave up waiting for $BASE/run.lock" >&2; exit 1; }
+fi
+# fd 9 (the lock) stays with this shell only: podman's conmon would otherwise inherit it and hold
+# the lock as long as a container lives (e.g. after `converge`).
+rc=0
+molecule "$@" 9>&- || rc=$?
+exit "$rc"
