@@ -55,7 +55,7 @@ def _apply(spec: HostIpSpec, journal: guard.Journal, state_dir: str, params: Map
     phase = data.get("phase")
     if phase == "verified":
         return Result(changed=True, before=before, after=data.get("after"), values=_values(
-            spec, pending=True, token=data["token"], phase=phase, result=data.get("result"),
+            spec, pending=True, token=data["token"], phase=phase, result=data.get("result"), state=data.get("after"),
             confirm_deadline=data.get("confirm_deadline"), differences=differences,
             journal=journal.path, recovered=_brief(recovered)))
     if phase in ("rolled_back", "restore_failed"):
