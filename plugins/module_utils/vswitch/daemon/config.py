@@ -1,0 +1,224 @@
+"""vswitchd's configuration and the one function that changes it: ``apply_changes``.
+
+Configuration is plain data (what the state file holds): bridges with their settings,
+ports with their bridge and settings. ``apply_changes`` takes ``model.Change`` dicts
+(exactly what ``Change.to_dict`` produces, so one plan drives both datapaths), checks
+each argument with the validators the modules use, and returns a new configuration or
+raises a typed error naming the change: it never modifies its input, which is how a
+transaction applies whole or not at all.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .. import validate as v
+from ..errors import ConflictError, MissingFeatureError, NotFoundError, ValidationError, VswitchError
+from ..model import OPS, PORT_TYPES
+from ..vlans import parse_vlans
+
+BRIDGE_DEFAULTS: dict[str, Any] = {"stp": False, "forward_delay": 15.0, "ageing_time": 300, "mtu": 1500,
+                                   "mac": None}
+PORT_DEFAULTS: dict[str, Any] = {"type": "system", "vlan": None, "trunks": None, "native_vlan": None,
+                                 "mac": None, "promiscuous": False, "uplink": False}
+MAX_BRIDGES = 1024
+MAX_PORTS = 16384
+MAX_CHANGES = 65536
+
+
+def _bool(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(field, value, "must be true or false")
+    return value
+
+
+def _bridge_setting(key: str, value: Any) -> Any:
+    if key == "stp":
+        if _bool(key, value):
+            raise MissingFeatureError(key, value, "is not implemented by vswitchd (no spanning tree); use "
+                                                  "datapath: kernel for STP, or keep stp: false")
+        return False
+    if key == "forward_delay":
+        return v.seconds(key, value, v.FORWARD_DELAY_MIN, v.FORWARD_DELAY_MAX)
+    if key == "ageing_time":
+        return v.integer(key, value, 0, v.AGEING_MAX, " seconds")
+    if key == "mtu":
+        return v.mtu(key, value)
+    if key == "mac":
+        return None if value is None else v.mac(key, value)
+    raise ValidationError(key, value, f"is not a bridge setting (known: {', '.join(BRIDGE_DEFAULTS)})")
+
+
+def _port_setting(key: str, value: Any) -> Any:
+    if key == "bridge":
+        return v.ifname(key, value)
+    if key == "type":
+        return v.choice(key, value, PORT_TYPES)
+    if key in ("vlan", "native_vlan"):
+        return None if value is None else v.vlan_id(key, value)
+    if key == "trunks":
+        return None if value is None else list(parse_vlans(key, value))
+    if key == "mac":
+        return None if value is None else v.mac(key, value)
+    if key in ("promiscuous", "uplink"):
+        return False if value is None else _bool(key, value)
+    raise ValidationError(key, value, f"is not a port setting (known: bridge, {', '.join(PORT_DEFAULTS)})")
+
+
+def _settings(check: Any, args: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in args.items():
+        try:
+            out[str(key)] = check(str(key), value)
+        except VswitchError as err:
+            raise err.at("args") from None
+    return out
+
+
+class Config:
+    """Bridges and ports as declared; ``to_json``/``from_json`` are the state file's body."""
+
+    def __init__(self, bridges: Mapping[str, dict[str, Any]] | None = None,
+                 ports: Mapping[str, dict[str, Any]] | None = None) -> None:
+        self.bridges: dict[str, dict[str, Any]] = dict(bridges or {})
+        self.ports: dict[str, dict[str, Any]] = dict(ports or {})
+
+    def copy(self) -> Config:
+        return Config(copy.deepcopy(self.bridges), copy.deepcopy(self.ports))
+
+    def ports_of(self, bridge: str) -> list[str]:
+        return sorted(name for name, port in self.ports.items() if port["bridge"] == bridge)
+
+    def uplink_of(self, bridge: str) -> str | None:
+        for name, port in self.ports.items():
+            if port["bridge"] == bridge and port.get("uplink"):
+                return name
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bridges": {name: dict(sorted(b.items())) for name, b in sorted(self.bridges.items())},
+                "ports": {name: dict(sorted(p.items())) for name, p in sorted(self.ports.items())}}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Config:
+        """Rebuild (and re-validate) a configuration read from disk."""
+        if not isinstance(data, Mapping):
+            raise ValidationError("state", type(data).__name__, "must be an object")
+        bridges_in, ports_in = data.get("bridges", {}), data.get("ports", {})
+        if not isinstance(bridges_in, Mapping) or not isinstance(ports_in, Mapping):
+            raise ValidationError("state", "bridges/ports", "must be objects")
+        changes = [{"op": "add_bridge", "target": name, "args": settings}
+                   for name, settings in bridges_in.items()]
+        changes += [{"op": "add_port", "target": name, "args": settings} for name, settings in ports_in.items()]
+        return apply_changes(Config(), changes)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Config) and self.to_json() == other.to_json()
+
+
+def apply_changes(config: Config, changes: Sequence[Any]) -> Config:
+    """The configuration after ``changes``; raises (naming ``changes[i]``) if any of them cannot apply."""
+    if not isinstance(changes, (list, tuple)):
+        raise ValidationError("changes", type(changes).__name__, "must be a list of changes")
+    if len(changes) > MAX_CHANGES:
+        raise ValidationError("changes", len(changes), f"is too many changes for one transaction "
+                                                       f"(at most {MAX_CHANGES})")
+    new = config.copy()
+    for index, change in enumerate(changes):
+        try:
+            _apply_one(new, change)
+        except VswitchError as err:
+            raise err.at(f"changes[{index}]") from None
+    _check_whole(new)
+    return new
+
+
+def _apply_one(config: Config, change: Any) -> None:
+    if not isinstance(change, Mapping):
+        raise ValidationError("", change, "must be an object with op, target and args")
+    op = change.get("op")
+    if op not in OPS:
+        raise ValidationError("op", op, f"must be one of {', '.join(OPS)}")
+    datapath = change.get("datapath", "userspace")
+    if datapath != "userspace":
+        raise ValidationError("datapath", datapath, "is not 'userspace'; vswitchd only applies changes of the "
+                                                    "userspace datapath")
+    target = v.ifname("target", change.get("target"))
+    args = change.get("args") or {}
+    if not isinstance(args, Mapping):
+        raise ValidationError("args", args, "must be an object")
+    if op.endswith("_bridge"):
+        _bridge_op(config, op, target, args)
+    else:
+        _port_op(config, op, target, args)
+
+
+def _bridge_op(config: Config, op: str, name: str, args: Mapping[str, Any]) -> None:
+    current = config.bridges.get(name)
+    if op == "del_bridge":
+        if current is None:
+            raise NotFoundError("target", name, "is not a bridge of vswitchd")
+        for port in config.ports_of(name):
+            del config.ports[port]
+        del config.bridges[name]
+        return
+    settings = _settings(_bridge_setting, {k: val for k, val in args.items() if k != "ports"})
+    if op == "add_bridge":
+        if current is not None:
+            raise ConflictError("target", name, "already exists as a bridge of vswitchd")
+        if name in config.ports:
+            raise ConflictError("target", name, f"is already a port of bridge '{config.ports[name]['bridge']}'")
+        if len(config.bridges) >= MAX_BRIDGES:
+            raise ConflictError("target", name, f"would exceed the limit of {MAX_BRIDGES} bridges")
+        config.bridges[name] = {**BRIDGE_DEFAULTS, **settings}
+    else:
+        if current is None:
+            raise NotFoundError("target", name, "is not a bridge of vswitchd")
+        current.update(settings)
+
+
+def _port_op(config: Config, op: str, name: str, args: Mapping[str, Any]) -> None:
+    current = config.ports.get(name)
+    settings = _settings(_port_setting, args)
+    bridge = settings.get("bridge")
+    if op == "add_port":
+        if bridge is None:
+            raise ValidationError("args.bridge", None, "is required: say which bridge the port joins")
+        if bridge not in config.bridges:
+            raise NotFoundError("args.bridge", bridge, "is not a bridge of vswitchd")
+        if current is not None:
+            raise ConflictError("target", name, f"is already a port of bridge '{current['bridge']}'")
+        if name in config.bridges:
+            raise ConflictError("target", name, "is a bridge (its internal port); a bridge cannot be a port")
+        if len(config.ports) >= MAX_PORTS:
+            raise ConflictError("target", name, f"would exceed the limit of {MAX_PORTS} ports")
+        config.ports[name] = {**PORT_DEFAULTS, **settings}
+        return
+    if current is None:
+        raise NotFoundError("target", name, "is not a port of vswitchd")
+    if bridge is not None and bridge != current["bridge"]:
+        raise ConflictError("args.bridge", bridge, f"differs: port '{name}' is a port of '{current['bridge']}'")
+    if op == "del_port":
+        del config.ports[name]
+    else:
+        current.update(settings)
+
+
+def _check_whole(config: Config) -> None:
+    """Constraints between fields, checked on the result so a transaction may pass through states."""
+    uplinks: dict[str, str] = {}
+    for name, port in sorted(config.ports.items()):
+        if port["bridge"] not in config.bridges:
+            raise NotFoundError(f"ports.{name}.bridge", port["bridge"], "is not a bridge of vswitchd")
+        if port["vlan"] is not None and port["trunks"]:
+            raise ValidationError(f"ports.{name}.vlan", port["vlan"], "cannot be combined with trunks: a port "
+                                  "is either an access port (vlan) or a trunk (trunks, native_vlan)")
+        if port["native_vlan"] is not None and not port["trunks"]:
+            raise ValidationError(f"ports.{name}.native_vlan", port["native_vlan"], "needs trunks: only a trunk "
+                                                                                     "port has a native VLAN")
+        if port["uplink"]:
+            other = uplinks.setdefault(port["bridge"], name)
+            if other != name:
+                raise ConflictError(f"ports.{name}.uplink", True, f"would be a second uplink of bridge "
+                                    f"'{port['bridge']}' (it has '{other}'); a network has at most one PIF")

@@ -1,0 +1,299 @@
+"""The running switch: configuration, bridges, ports and their I/O, changed by transactions.
+
+``transact`` works in three steps so a transaction applies whole or not at all:
+1. compute the new configuration (pure; any invalid change raises, nothing touched);
+2. prepare everything that can fail (create TAPs, open AF_PACKET sockets, set MTU/MAC)
+   and save the state file atomically; on any failure undo exactly those steps;
+3. commit: swap the new objects in and close what went away (cannot fail).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
+
+from ..errors import BackendError, ConflictError, VswitchError
+from . import ports as netdev
+from .config import Config, apply_changes
+from .datapath import Bridge, Port
+from .db import StateFile
+from .fdb import DEFAULT_LIMIT, mac_bytes
+
+log = logging.getLogger("vswitchd.switch")
+
+Register = Callable[[int, Callable[[int, float], None]], None]
+Unregister = Callable[[int], None]
+RETRY_INTERVAL = 5.0
+
+
+def _io_class(kind: str) -> str:
+    return "system" if kind == "system" else "tap"
+
+
+class RunPort:
+    """A configured port and its I/O (``io`` is None while its device is missing)."""
+
+    def __init__(self, name: str, kind: str) -> None:
+        self.port = Port(name, kind)
+        self.io: Optional[netdev.TapIO | netdev.PacketIO] = None
+        self.status = "ok"
+
+
+class Switch:
+    def __init__(self, db: StateFile, fdb_limit: int = DEFAULT_LIMIT,
+                 register: Optional[Register] = None, unregister: Optional[Unregister] = None) -> None:
+        self.db = db
+        self.fdb_limit = fdb_limit
+        self.config = Config()
+        self.bridges: dict[str, Bridge] = {}
+        self.internal: dict[str, RunPort] = {}
+        self.ports: dict[str, RunPort] = {}
+        self._register = register or (lambda fd, handler: None)
+        self._unregister = unregister or (lambda fd: None)
+        self._last_retry = 0.0
+
+    # -- start-up ---------------------------------------------------------------------------------
+    def restore(self) -> None:
+        """Bring back every bridge and port of the state file; devices that fail are retried later."""
+        config = self.db.load()
+        for name, settings in config.bridges.items():
+            self._new_bridge(name, settings)
+            internal = RunPort(name, "internal")
+            try:
+                internal.io = netdev.TapIO(name, internal.port, mtu=settings["mtu"], mac=settings["mac"])
+            except VswitchError as err:
+                internal.status = err.message
+                log.error("bridge %s: internal port not restored: %s", name, err.message)
+            self._commit_internal(name, internal)
+        for name, spec in config.ports.items():
+            run = RunPort(name, spec["type"])
+            try:
+                run.io = netdev.open_io(name, spec["type"], run.port, mtu=config.bridges[spec["bridge"]]["mtu"])
+            except VswitchError as err:
+                run.status = err.message
+                log.error("port %s not restored (will retry): %s", name, err.message)
+            self._commit_port(name, run, spec)
+        self.config = config
+        log.info("restored %d bridges and %d ports from %s", len(config.bridges), len(config.ports), self.db.path)
+
+    # -- transactions -----------------------------------------------------------------------------
+    def transact(self, changes: Sequence[Any]) -> dict[str, Any]:
+        old = self.config
+        new = apply_changes(old, changes)
+        created: dict[str, RunPort] = {}
+        internals: dict[str, RunPort] = {}
+        undo: list[Callable[[], None]] = []
+        try:
+            for name, settings in new.bridges.items():
+                if name not in old.bridges:
+                    run = RunPort(name, "internal")
+                    run.io = netdev.TapIO(name, run.port, mtu=settings["mtu"], mac=settings["mac"])
+                    internals[name] = run
+                else:
+                    self._prepare_bridge_settings(name, old.bridges[name], settings, undo)
+            for name, spec in new.ports.items():
+                before = old.ports.get(name)
+                if before is not None and _io_class(before["type"]) != _io_class(spec["type"]):
+                    raise ConflictError(f"ports.{name}.type", spec["type"],
+                                        f"cannot replace type '{before['type']}' in place; delete the port "
+                                        "first, then add it with the new type")
+                if before is None:
+                    run = RunPort(name, spec["type"])
+                    run.io = netdev.open_io(name, spec["type"], run.port, mtu=new.bridges[spec["bridge"]]["mtu"])
+                    created[name] = run
+            if new != old:
+                self.db.save(new)
+        except (VswitchError, OSError) as err:
+            for run in [*created.values(), *internals.values()]:
+                if run.io is not None:
+                    run.io.close()
+            for step in reversed(undo):
+                try:
+                    step()
+                except OSError as undo_err:  # pragma: no cover - best effort, logged
+                    log.error("rollback step failed: %s", undo_err)
+            if isinstance(err, VswitchError):
+                raise
+            raise BackendError("transaction", len(changes), f"failed: {err}") from err
+        self._commit(old, new, created, internals)
+        return {"changed": new != old, "serial": self.db.serial}
+
+    def _prepare_bridge_settings(self, name: str, old: dict[str, Any], new: dict[str, Any],
+                                 undo: list[Callable[[], None]]) -> None:
+        run = self.internal.get(name)
+        if run is None or run.io is None:
+            return
+        if new["mtu"] != old["mtu"]:
+            netdev.set_mtu(name, new["mtu"])
+            undo.append(lambda: netdev.set_mtu(name, old["mtu"]))
+        if new["mac"] != old["mac"] and new["mac"] is not None:
+            previous = netdev.get_mac(name)
+            netdev.set_mac(name, new["mac"])
+            undo.append(lambda: netdev.set_mac(name, previous))
+
+    def _commit(self, old: Config, new: Config, created: dict[str, RunPort], internals: dict[str, RunPort]) -> None:
+        for name in [p for p in old.ports if p not in new.ports]:
+            self._drop_port(name)
+        for name in [b for b in old.bridges if b not in new.bridges]:
+            self._drop_bridge(name)
+        for name, settings in new.bridges.items():
+            if name in internals:
+                self._new_bridge(name, settings)
+                self._commit_internal(name, internals[name])
+            else:
+                bridge = self.bridges[name]
+                bridge.set_ageing(float(settings["ageing_time"]))
+                bridge.mtu = settings["mtu"]
+        for name, spec in new.ports.items():
+            if name in created:
+                self._commit_port(name, created[name], spec)
+            elif old.ports[name] != spec:
+                run = self.ports[name]
+                if old.ports[name]["bridge"] != spec["bridge"] and run.port.bridge is not None:
+                    run.port.bridge.detach(run.port)
+                run.port.kind = spec["type"]
+                self._configure(run, spec)
+        self.config = new
+
+    def _new_bridge(self, name: str, settings: dict[str, Any]) -> None:
+        self.bridges[name] = Bridge(name, self.fdb_limit, float(settings["ageing_time"]), settings["mtu"])
+
+    def _commit_internal(self, name: str, run: RunPort) -> None:
+        self.internal[name] = run
+        run.port.configure()
+        if run.io is not None:
+            self.bridges[name].attach(run.port)
+            self._register(run.io.fileno(), self._handler(run))
+
+    def _commit_port(self, name: str, run: RunPort, spec: dict[str, Any]) -> None:
+        self.ports[name] = run
+        self._configure(run, spec)
+        if run.io is not None:
+            self._register(run.io.fileno(), self._handler(run))
+
+    def _configure(self, run: RunPort, spec: dict[str, Any]) -> None:
+        run.port.configure(vlan=spec["vlan"], trunks=spec["trunks"], native_vlan=spec["native_vlan"],
+                           mac=mac_bytes(spec["mac"]) if spec["mac"] else None,
+                           promiscuous=spec["promiscuous"], uplink=spec["uplink"])
+        bridge = self.bridges[spec["bridge"]]
+        if run.io is None:
+            return
+        if run.port.bridge is bridge:
+            bridge.reconfigured(run.port)
+        else:
+            bridge.attach(run.port)
+
+    def _handler(self, run: RunPort) -> Callable[[int, float], None]:
+        io = run.io
+        assert io is not None
+
+        def handle(events: int, now: float) -> None:
+            if events & 0x18 and not io.healthy():   # EPOLLERR | EPOLLHUP
+                self._lost(run, "device removed")
+                return
+            io.receive(now)
+        return handle
+
+    def _lost(self, run: RunPort, why: str) -> None:
+        if run.io is None:
+            return
+        log.warning("port %s lost: %s (will retry)", run.port.name, why)
+        self._close_io(run)
+        run.status = why
+
+    def _close_io(self, run: RunPort) -> None:
+        if run.port.bridge is not None:
+            run.port.bridge.detach(run.port)
+        if run.io is not None:
+            try:
+                self._unregister(run.io.fileno())
+            except (OSError, ValueError):
+                pass
+            run.io.close()
+            run.io = None
+            run.port.send = run.port._no_io
+
+    def _drop_port(self, name: str) -> None:
+        run = self.ports.pop(name)
+        self._close_io(run)
+
+    def _drop_bridge(self, name: str) -> None:
+        run = self.internal.pop(name, None)
+        if run is not None:
+            self._close_io(run)
+        self.bridges.pop(name, None)
+
+    # -- housekeeping (called from the main loop about once a second) --------------------------------
+    def tick(self, now: float) -> None:
+        for bridge in self.bridges.values():
+            bridge.fdb.expire(now)
+        if now - self._last_retry < RETRY_INTERVAL:
+            return
+        self._last_retry = now
+        for name, run in self.ports.items():
+            if run.io is None:
+                spec = self.config.ports[name]
+                try:
+                    run.io = netdev.open_io(name, spec["type"], run.port,
+                                            mtu=self.config.bridges[spec["bridge"]]["mtu"])
+                except VswitchError as err:
+                    run.status = err.message
+                    continue
+                log.info("port %s is back", name)
+                run.status = "ok"
+                self._commit_port(name, run, spec)
+
+    def close(self) -> None:
+        for name in list(self.ports):
+            self._drop_port(name)
+        for name in list(self.internal):
+            self._drop_bridge(name)
+
+    # -- reporting --------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        bridges = {}
+        for name, settings in sorted(self.config.bridges.items()):
+            run = self.internal.get(name)
+            mac = settings["mac"]
+            if run is not None and run.io is not None:
+                try:
+                    mac = netdev.get_mac(name)
+                except OSError:
+                    pass
+            bridges[name] = {**settings, "mac": mac or "", "ports": self.config.ports_of(name),
+                             "uplink": self.config.uplink_of(name),
+                             "status": run.status if run is not None else "missing"}
+        ports = {name: {**spec, "status": self.ports[name].status if name in self.ports else "missing"}
+                 for name, spec in sorted(self.config.ports.items())}
+        return {"bridges": bridges, "ports": ports, "serial": self.db.serial}
+
+    def bridge(self, name: str) -> Bridge:
+        from ..errors import NotFoundError
+        bridge = self.bridges.get(name)
+        if bridge is None:
+            raise NotFoundError("bridge", name, "is not a bridge of vswitchd")
+        return bridge
+
+    def fdb(self, name: Optional[str], now: float) -> list[dict[str, Any]]:
+        names = [name] if name is not None else sorted(self.bridges)
+        rows = []
+        for bridge_name in names:
+            for row in self.bridge(bridge_name).fdb_rows(now):
+                rows.append({"bridge": bridge_name, **row, "local": row["port"] == bridge_name})
+        return rows
+
+    def stats(self, name: Optional[str]) -> list[dict[str, Any]]:
+        names = [name] if name is not None else sorted(self.bridges)
+        rows = []
+        for bridge_name in names:
+            self.bridge(bridge_name)
+            runs = [self.internal[bridge_name]] if bridge_name in self.internal else []
+            runs += [self.ports[p] for p in self.config.ports_of(bridge_name) if p in self.ports]
+            for run in runs:
+                rows.append({"bridge": bridge_name, "port": run.port.name, "type": run.port.kind,
+                             "status": run.status, **run.port.counters()})
+        return rows
+
+    def fdb_summary(self) -> dict[str, Any]:
+        return {name: {"learned": len(b.fdb), "limit": b.fdb.limit, "evictions": b.fdb.evictions}
+                for name, b in sorted(self.bridges.items())}
