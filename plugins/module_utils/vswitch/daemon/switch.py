@@ -8,7 +8,9 @@
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
@@ -24,6 +26,22 @@ log = logging.getLogger("vswitchd.switch")
 Register = Callable[[int, Callable[[int, float], None]], None]
 Unregister = Callable[[int], None]
 RETRY_INTERVAL = 5.0
+
+
+def default_mac(bridge: str) -> str:
+    """A stable, locally administered unicast MAC for a bridge's internal port.
+
+    The host's IP lives on that port, so its MAC must survive restarts (ARP caches of
+    neighbours); it is derived from the machine id and the bridge name.
+    """
+    try:
+        with open("/etc/machine-id", encoding="ascii") as handle:
+            machine = handle.read().strip()
+    except OSError:
+        machine = ""
+    digest = bytearray(hashlib.sha256(f"{machine}/{bridge}".encode()).digest()[:6])
+    digest[0] = (digest[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in digest)
 
 
 def _io_class(kind: str) -> str:
@@ -60,7 +78,8 @@ class Switch:
             self._new_bridge(name, settings)
             internal = RunPort(name, "internal")
             try:
-                internal.io = netdev.TapIO(name, internal.port, mtu=settings["mtu"], mac=settings["mac"])
+                internal.io = netdev.TapIO(name, internal.port, mtu=settings["mtu"],
+                                          mac=settings["mac"] or default_mac(name))
             except VswitchError as err:
                 internal.status = err.message
                 log.error("bridge %s: internal port not restored: %s", name, err.message)
@@ -87,7 +106,8 @@ class Switch:
             for name, settings in new.bridges.items():
                 if name not in old.bridges:
                     run = RunPort(name, "internal")
-                    run.io = netdev.TapIO(name, run.port, mtu=settings["mtu"], mac=settings["mac"])
+                    run.io = netdev.TapIO(name, run.port, mtu=settings["mtu"],
+                                          mac=settings["mac"] or default_mac(name))
                     internals[name] = run
                 else:
                     self._prepare_bridge_settings(name, old.bridges[name], settings, undo)
@@ -126,9 +146,9 @@ class Switch:
         if new["mtu"] != old["mtu"]:
             netdev.set_mtu(name, new["mtu"])
             undo.append(lambda: netdev.set_mtu(name, old["mtu"]))
-        if new["mac"] != old["mac"] and new["mac"] is not None:
+        if new["mac"] != old["mac"]:
             previous = netdev.get_mac(name)
-            netdev.set_mac(name, new["mac"])
+            netdev.set_mac(name, new["mac"] or default_mac(name))
             undo.append(lambda: netdev.set_mac(name, previous))
 
     def _commit(self, old: Config, new: Config, created: dict[str, RunPort], internals: dict[str, RunPort]) -> None:
@@ -265,7 +285,8 @@ class Switch:
                              "status": run.status if run is not None else "missing"}
         ports = {name: {**spec, "status": self.ports[name].status if name in self.ports else "missing"}
                  for name, spec in sorted(self.config.ports.items())}
-        return {"bridges": bridges, "ports": ports, "serial": self.db.serial}
+        links = sorted(name for _index, name in socket.if_nameindex())
+        return {"bridges": bridges, "ports": ports, "links": links, "serial": self.db.serial}
 
     def bridge(self, name: str) -> Bridge:
         from ..errors import NotFoundError
