@@ -29,6 +29,11 @@ CASES = {
                "mtu": 1500, "mac": "02:00:00:77:00:50", "bootproto": "static", "ip": "172.16.0.102",
                "prefix": 16, "netmask": "255.255.0.0", "gateway": "172.16.0.1",
                "dns": ["68.94.156.1", "68.94.157.1"], "dns_search": []},
+    # What the integration test's lab host gets (tests/integration/test_bridge_role.py).
+    "lab_static": {"bridge": "xenbr0", "uplink": "eth0", "onboot": True, "stp": False, "forward_delay": 0,
+                   "mtu": 1500, "mac": "02:00:00:77:00:50", "bootproto": "static", "ip": "10.77.0.50",
+                   "prefix": 24, "netmask": "255.255.255.0", "gateway": "10.77.0.1", "dns": ["10.77.0.1"],
+                   "dns_search": ["lab.example"]},
     "stp_search_nomac": {"bridge": "xenbr1", "uplink": "eno2", "onboot": False, "stp": True,
                          "forward_delay": 4.5, "mtu": 9000, "mac": None, "bootproto": "static",
                          "ip": "192.0.2.10", "prefix": 24, "netmask": "255.255.255.0", "gateway": None,

@@ -265,9 +265,9 @@ def write_file_atomic(path: str, text: Optional[str]) -> None:
 
 
 def resolv_conf_text(old: Optional[str], nameservers: list[str], search: list[str]) -> str:
-    """Nameservers (and search domains) replaced; every other line of the old file kept."""
-    kept = [line for line in (old or "").splitlines()
-            if not line.split()[:1] or line.split()[0] not in ("nameserver", "search", "domain")]
+    """Nameservers replaced (and search domains, when given); every other line of the old file kept."""
+    replaced = ("nameserver", "search", "domain") if search else ("nameserver",)
+    kept = [line for line in (old or "").splitlines() if not line.split()[:1] or line.split()[0] not in replaced]
     lines = kept + (["search " + " ".join(search)] if search else [])
     lines.extend(f"nameserver {server}" for server in nameservers)
     return "\n".join(lines) + "\n"
