@@ -243,8 +243,16 @@ class KernelBackend:
         name, bridge = change.target, change.args["bridge"]
         before = self._link(name)
         was_up = bool(before["flags"] & IFF_UP)
+        bridge_mac = _attr(self._link(bridge), "IFLA_ADDRESS")
         self._set(name, master=self._idx(bridge))
-        journal.append(lambda: self._set(name, master=0))
+
+        def detach() -> None:
+            self._set(name, master=0)
+            # A bridge whose MAC is not pinned follows its ports (and drops to all-zero when the
+            # last one leaves): put back the address it had before this step.
+            if _attr(self._link(bridge), "IFLA_ADDRESS") != bridge_mac:
+                self._set(bridge, address=bridge_mac)
+        journal.append(detach)
         if change.args.get("uplink"):
             self._mark_uplink(name, True, journal)
         if not was_up:

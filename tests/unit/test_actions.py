@@ -1,0 +1,97 @@
+"""Module logic end to end against a fake datapath: check mode, diff, changed, errors, rollback."""
+from __future__ import annotations
+
+import pytest
+from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch import actions
+from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.errors import (
+    BackendError,
+    ConflictError,
+    ValidationError,
+)
+from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.host import Host
+from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.model import BridgeState, PortState
+from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.plan import Features
+from fakes import FakeBackend
+
+
+def kernel(**kw) -> FakeBackend:
+    return FakeBackend(links=["peth0", "peth1", "vif1.0", "vif2.0", "vif3.0"], **kw)
+
+
+def test_bridge_check_mode_predicts_and_changes_nothing():
+    backend = kernel()
+    result = actions.bridge({"name": "xenbr0", "uplink": "peth0", "state": "present"}, Host([backend]), True)
+    assert result.changed and backend.applied == []
+    assert result.before == {"name": "xenbr0", "state": "absent"}
+    assert result.after["uplink"] == "peth0" and result.after["ports"] == ["peth0"]
+    real = actions.bridge({"name": "xenbr0", "uplink": "peth0", "state": "present"}, Host([backend]), False)
+    assert real.changed and real.after == result.after
+    again = actions.bridge({"name": "xenbr0", "uplink": "peth0", "state": "present"}, Host([backend]), False)
+    assert not again.changed and again.before == again.after and len(backend.applied) == 1
+
+
+def test_bridge_absent_is_idempotent():
+    backend = kernel(bridges=[BridgeState(name="xapi1")])
+    assert actions.bridge({"name": "xapi1", "state": "absent"}, Host([backend]), False).changed
+    assert not actions.bridge({"name": "xapi1", "state": "absent"}, Host([backend]), False).changed
+
+
+def test_port_single_and_batch_forms():
+    backend = kernel(bridges=[BridgeState(name="xenbr0")])
+    one = actions.port({"bridge": "xenbr0", "name": "vif1.0"}, Host([backend]), False)
+    assert one.changed and one.after["ports"]["vif1.0"]["bridge"] == "xenbr0"
+    batch = actions.port({"bridge": "xenbr0", "ports": ["vif1.0", {"name": "vif2.0"}], "purge": True},
+                         Host([backend]), False)
+    assert batch.changed and batch.values["changes"] == ["add_port vif2.0 (bridge=xenbr0, type=system)"]
+    assert not actions.port({"bridge": "xenbr0", "ports": ["vif1.0", "vif2.0"], "purge": True},
+                            Host([backend]), False).changed
+
+
+def test_move_shows_both_bridges_in_the_diff():
+    backend = kernel(bridges=[BridgeState(name="xenbr0"), BridgeState(name="xapi1", ports=("vif1.0",))],
+                     ports=[PortState("vif1.0", "xapi1")])
+    with pytest.raises(ConflictError):
+        actions.port({"bridge": "xenbr0", "name": "vif1.0"}, Host([backend]), False)
+    result = actions.port({"bridge": "xenbr0", "name": "vif1.0", "move": True}, Host([backend]), True)
+    assert result.before["ports"]["vif1.0"]["bridge"] == "xapi1"
+    assert result.after["ports"]["vif1.0"]["bridge"] == "xenbr0"
+    assert backend.applied == []
+
+
+def test_single_form_errors_name_the_plain_field():
+    backend = kernel(bridges=[BridgeState(name="xenbr0")])
+    with pytest.raises(Exception) as err:
+        actions.port({"bridge": "xenbr0", "name": "vif9.0"}, Host([backend]), False)
+    assert err.value.field == "name"
+    with pytest.raises(ValidationError) as err:
+        actions.port({"bridge": "xenbr0", "ports": ["vif1.0", {"name": "vif2.0", "mac": "01:00:00:00:00:01"}]},
+                     Host([backend]), False)
+    assert err.value.message.startswith("ports[1].mac: '01:00:00:00:00:01' is a multicast address")
+    with pytest.raises(ValidationError, match="cannot be combined"):
+        actions.port({"bridge": "xenbr0", "name": "vif1.0", "ports": ["vif2.0"]}, Host([backend]), False)
+
+
+def test_failure_in_a_later_datapath_rolls_back_the_earlier_one():
+    kern = kernel(bridges=[BridgeState(name="xapi1", ports=("vif1.0",))], ports=[PortState("vif1.0", "xapi1")])
+    user = FakeBackend(datapath="userspace", bridges=[BridgeState(name="ubr0", datapath="userspace")],
+                       features=Features(vlan_filtering=True, port_promiscuous=True, port_security=True,
+                                         create_ports=True))
+    user.state = user.state.__class__(bridges=user.state.bridges, ports={}, links=kern.state.links,
+                                      datapaths=("userspace",))
+    user.fail_on = "add_port"
+    host = Host([kern, user])
+    before_kernel = kern.state
+    with pytest.raises(BackendError):
+        actions.port({"bridge": "ubr0", "name": "vif1.0", "move": True}, host, False)
+    # the kernel detached vif1.0, then userspace refused: the kernel must have it back
+    assert kern.state.ports == before_kernel.ports and kern.state.bridges == before_kernel.bridges
+    assert len(kern.applied) == 2  # the detach, then its undo
+
+
+def test_info_filters_bridges():
+    backend = kernel(bridges=[BridgeState(name="xenbr0", ports=("vif1.0",)), BridgeState(name="xapi1")],
+                     ports=[PortState("vif1.0", "xenbr0")])
+    result = actions.info({"bridges": ["xenbr0"], "fdb": True}, Host([backend]))
+    facts = result.values["ansible_facts"]["vswitch"]
+    assert list(facts["bridges"]) == ["xenbr0"] and list(facts["ports"]) == ["vif1.0"]
+    assert not result.changed
