@@ -82,8 +82,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["up", "down", "prove", "status"])
     parser.add_argument("--topology", type=Path, default=TOPOLOGY)
+    parser.add_argument("--prefix", help="name the lab's namespaces <prefix>-* (default: the topology's)")
     args = parser.parse_args()
     topo = load(args.topology)
+    if args.prefix:
+        topo["prefix"] = args.prefix
     if args.action == "up":
         up(topo)
         print("lab up:", " ".join(lab_namespaces(topo["prefix"])))
