@@ -94,7 +94,7 @@ def params_only(params: dict[str, Any], allowed: tuple[str, ...]) -> None:
 
 
 class _Conn:
-    __slots__ = ("sock", "inbuf", "outbuf", "last", "closing", "want_out")
+    __slots__ = ("sock", "inbuf", "outbuf", "last", "closing", "want_out", "discard")
 
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
@@ -103,6 +103,7 @@ class _Conn:
         self.last = now
         self.closing = False
         self.want_out = False
+        self.discard = False   # skipping the rest of an oversized request, up to its newline
 
 
 class ControlServer:
@@ -190,14 +191,20 @@ class ControlServer:
                 return
             if not data:
                 conn.closing = True
+                conn.discard = False
                 break
+            if conn.discard:
+                end = data.find(b"\n")
+                if end < 0:
+                    continue
+                conn.discard = False
+                data = data[end + 1:]
             conn.inbuf += data
             if len(conn.inbuf) > MAX_REQUEST and b"\n" not in conn.inbuf:
                 self._reply(conn, error_reply(None, INVALID_REQUEST, f"request too large (over {MAX_REQUEST} "
                                                                      "bytes without a newline)"))
                 conn.inbuf.clear()
-                conn.closing = True
-                return
+                conn.discard = True
         while not conn.closing or conn.inbuf:
             end = conn.inbuf.find(b"\n")
             if end < 0:
