@@ -1,4 +1,5 @@
-# MIT License (see LICENSE)
+# Copyright (c) 2026, openvif developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Connection plugin: run tasks inside a named network namespace on the controller.
 
 The lab's hypervisor hosts are network namespaces on one machine. This plugin is
@@ -17,7 +18,7 @@ description:
     so one machine can play many hosts. Used by the lab and the integration tests.
   - Needs root on the controller and iproute2.
 author:
-  - openvif developers
+  - openvif developers (@openvif)
 options:
   netns_name:
     description: The network namespace (as listed by C(ip netns list)); defaults to the inventory hostname.

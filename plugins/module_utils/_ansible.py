@@ -1,4 +1,5 @@
-# MIT License (see LICENSE)
+# Copyright (c) 2026, openvif developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The only place that touches AnsibleModule.
 
 Modules call ``run_module(spec, action)``; ``action(params, context)`` is

@@ -1,5 +1,6 @@
 #!/usr/bin/python
-# MIT License (see LICENSE)
+# Copyright (c) 2026, openvif developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: a virtual switch (bridge) on the kernel or userspace datapath."""
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ seealso:
   - module: openvif.vswitch.vswitch_port
   - module: openvif.vswitch.vswitch_info
 author:
-  - openvif developers
+  - openvif developers (@openvif)
 """
 
 EXAMPLES = r"""

@@ -1,5 +1,6 @@
 #!/usr/bin/python
-# MIT License (see LICENSE)
+# Copyright (c) 2026, openvif developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: what brctl show and bridge fdb show tell, as facts."""
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ notes:
 requirements:
   - pyroute2 >= 0.9
 author:
-  - openvif developers
+  - openvif developers (@openvif)
 """
 
 EXAMPLES = r"""

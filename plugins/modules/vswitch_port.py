@@ -1,5 +1,6 @@
 #!/usr/bin/python
-# MIT License (see LICENSE)
+# Copyright (c) 2026, openvif developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: attach ports (VIFs, taps, veths, uplinks) to virtual switches."""
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ requirements:
 seealso:
   - module: openvif.vswitch.vswitch_bridge
 author:
-  - openvif developers
+  - openvif developers (@openvif)
 """
 
 EXAMPLES = r"""

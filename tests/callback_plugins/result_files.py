@@ -1,4 +1,5 @@
-# MIT License (see LICENSE)
+# Copyright (c) 2026, openvif developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Test-only callback: write each host's last task result, diff included, to $RESULT_FILES_DIR/<host>.json."""
 from __future__ import annotations
 
