@@ -6,6 +6,7 @@ stored in the guard's journal as JSON.
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from typing import Any, Optional
@@ -255,7 +256,15 @@ def write_file_atomic(path: str, text: Optional[str]) -> None:
         os.chmod(tmp, 0o644)
         if os.path.islink(path):  # resolv.conf is often a symlink (resolvconf, systemd-resolved)
             path = os.path.realpath(path)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as err:
+            if err.errno != errno.EBUSY:
+                raise
+            # A bind-mounted file (containers mount /etc/resolv.conf) cannot be replaced: rewrite it.
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.unlink(tmp)
     except BaseException:
         try:
             os.unlink(tmp)
