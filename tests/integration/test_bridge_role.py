@@ -318,6 +318,19 @@ def test_applier_killed_mid_change_rolls_back(net):
     assert_rolled_back(net, before)
 
 
+def test_supervisor_killed_the_applier_takes_over_and_rolls_back(net):
+    """kill -9 of the guard's supervisor after verification: the applier notices and keeps the deadline."""
+    before = net.addressing()
+    result = net.module(bootproto="static", address=f"{HOST_IP}/24", gateway=GATEWAY, rollback_timeout=10)
+    assert result["changed"] and result["pending"] and result["phase"] == "verified", result
+    data = net.journal()
+    os.kill(data["supervisor_pid"], signal.SIGKILL)
+    data = wait_journal(net, lambda d: d.get("phase") in ("committed", "rolled_back", "restore_failed"), 30)
+    assert data["phase"] == "rolled_back" and "no confirmation" in data["reason"], data
+    assert data["supervisor_pid"] == data["applier_pid"], "the applier did not take over"
+    assert_rolled_back(net, before)
+
+
 def test_controller_killed_without_confirming_rolls_back(net):
     """kill -9 of Ansible itself (module and controller) mid-change: nobody confirms, the host restores."""
     before = net.addressing()

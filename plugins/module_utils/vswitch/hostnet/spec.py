@@ -21,6 +21,10 @@ def _bool(field: str, value: Any, default: Optional[bool]) -> Optional[bool]:
     raise ValidationError(field, value, "must be true or false")
 
 
+def _default(params: Mapping[str, Any], key: str, default: Any) -> Any:
+    return default if params.get(key) is None else params[key]
+
+
 def _interface_address(field: str, value: Any, netmask: Any) -> ipaddress.IPv4Interface:
     """``10.0.0.5/24``, or ``10.0.0.5`` with ``netmask: 255.255.255.0`` (or a prefix length)."""
     if not isinstance(value, str) or not value.strip():
@@ -121,9 +125,9 @@ class HostIpSpec:
             datapath=v.choice("datapath", params.get("datapath") or "kernel", DATAPATHS),
             move_mac=bool(_bool("move_mac", params.get("move_mac"), True)),
             verify_targets=targets,
-            rollback_timeout=v.seconds("rollback_timeout", params.get("rollback_timeout", 60) or 60, 10, 3600),
-            verify_timeout=v.seconds("verify_timeout", params.get("verify_timeout", 20) or 20, 1, 600),
-            dhcp_timeout=v.seconds("dhcp_timeout", params.get("dhcp_timeout", 15) or 15, 1, 600),
+            rollback_timeout=v.seconds("rollback_timeout", _default(params, "rollback_timeout", 60), 10, 3600),
+            verify_timeout=v.seconds("verify_timeout", _default(params, "verify_timeout", 20), 1, 600),
+            dhcp_timeout=v.seconds("dhcp_timeout", _default(params, "dhcp_timeout", 15), 1, 600),
         )
 
     @property
