@@ -1,4 +1,5 @@
-# MIT License (see LICENSE)
+# Copyright (c) 2026, openvif developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Jinja2 filters for VIF MAC addresses; the logic lives in module_utils/vswitch/mac.py."""
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 #!/usr/bin/python
-# MIT License (see LICENSE)
+# Copyright (c) 2026, openvif developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: choose, check and set the MAC address of VM network interfaces (VIFs)."""
 from __future__ import annotations
 
