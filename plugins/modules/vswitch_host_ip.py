@@ -1,5 +1,7 @@
 #!/usr/bin/python
-# MIT License (see LICENSE)
+# Copyright (c) 2026, openvif developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ansible module: the host's own IP moved onto a bridge as one guarded transaction."""
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -22,8 +24,9 @@ description:
     had, and installs the lease with its lifetime. Renewal is the job of the host's network stack, which the
     openvif.vswitch.bridge role configures persistently.
   - Nothing is changed when the host already has the declared configuration.
-version_added: 0.1.0
-author: openvif developers
+version_added: "0.1.0"
+author:
+  - openvif developers (@openvif)
 options:
   step:
     description: Which step of the transaction to run.
