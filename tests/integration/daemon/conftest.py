@@ -94,8 +94,8 @@ def vswitchd(netlab, tmp_path):
     """Factory: ``vswitchd(ns, fdb_limit=None, name=...)`` -> started Daemon; all stopped afterwards."""
     daemons: list[Daemon] = []
 
-    def make(ns: str, **kwargs) -> Daemon:
-        daemon = Daemon(ns, tmp_path, **kwargs)
+    def make(ns: str, workdir: Optional[Path] = None, **kwargs) -> Daemon:
+        daemon = Daemon(ns, workdir or tmp_path, **kwargs)
         daemons.append(daemon)
         return daemon.start()
     try:

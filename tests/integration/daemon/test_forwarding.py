@@ -1,11 +1,14 @@
 """Real traffic through vswitchd: learning, flooding, VLANs, tags on the wire, security, bad frames."""
 from __future__ import annotations
 
+import json
 import struct
+import subprocess
+import sys
 import time
 
 import pytest
-from conftest import Capture, ch, mac_of, send_raw, star
+from conftest import RAWFRAME, Capture, ch, mac_of, send_raw, star
 
 pytestmark = pytest.mark.integration
 BCAST = b"\xff" * 6
@@ -116,10 +119,6 @@ def test_mac_flood_keeps_the_fdb_bounded_and_known_hosts_reachable(netlab, vswit
     d = vswitchd(sw, fdb_limit=200)
     d.transact(ch("add_bridge", "br0"), *[ch("add_port", f"p{i}", bridge="br0") for i in (1, 2, 3)])
     assert netlab.ping_until(h1, "10.0.0.2")
-    import subprocess
-    import sys
-
-    from conftest import RAWFRAME
     flood = subprocess.Popen(["ip", "netns", "exec", h3, sys.executable, str(RAWFRAME), "flood", "eth0", "20000",
                               "ffffffffffff"])
     try:
@@ -182,6 +181,5 @@ def test_internal_port_carries_the_hosts_ip_and_gso_tcp_flows(netlab, vswitchd):
     netlab.run(h2, "iperf3", "-s", "-1", "-D", "-p", "5299")
     time.sleep(0.3)
     out = netlab.run(h1, "iperf3", "-c", "10.0.0.2", "-p", "5299", "-t", "2", "-J", timeout=30).stdout
-    import json
     result = json.loads(out)
     assert result["end"]["sum_received"]["bytes"] > 10_000_000

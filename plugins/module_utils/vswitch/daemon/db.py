@@ -32,6 +32,7 @@ class StateFile:
 
     def load(self) -> Config:
         """The saved configuration (empty if there is no file yet); raises if the file is unusable."""
+        self._remove_stale_temporaries()
         try:
             with open(self.path, encoding="utf-8") as handle:
                 data = json.load(handle)
@@ -46,6 +47,20 @@ class StateFile:
                                                            f"reads version {VERSION}")
         self.serial = int(data.get("serial", 0))
         return Config.from_json(data)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of writes interrupted by a crash (the state file itself is intact)."""
+        directory, base = os.path.split(self.path)
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return
+        for name in names:
+            if name.startswith(f".{base}.") and name.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(directory, name))
+                except OSError:
+                    pass
 
     def document(self, config: Config, serial: int) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "serial": serial, **config.to_json()}

@@ -14,6 +14,8 @@ import mmap
 import os
 import socket
 import struct
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from io import FileIO
 from typing import Any, Optional
 
@@ -101,12 +103,57 @@ def set_mac(name: str, mac: str) -> None:
     fcntl.ioctl(_sock(), SIOCSIFHWADDR, _ifreq(name, "H6s", ARPHRD_ETHER, raw))
 
 
+class _Closer:
+    """Closes TAP file descriptors on worker threads.
+
+    Closing a TAP unregisters its netdev, and the kernel waits for an RCU grace period
+    each time (~15 ms): 1,000 serial closes take 15 s. Closing in parallel lets those
+    waits overlap (1,000 in well under a second) and keeps the event loop free. A TAP
+    re-created under a name still being closed waits for that close first.
+    """
+
+    WORKERS = 32
+
+    def __init__(self) -> None:
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._pending: dict[str, Future] = {}
+        self._lock = threading.Lock()
+
+    def close(self, name: str, fd: int) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.WORKERS, thread_name_prefix="tap-close")
+        future = self._pool.submit(os.close, fd)
+        with self._lock:
+            self._pending[name] = future
+        future.add_done_callback(lambda f, name=name: self._done(name, f))
+
+    def _done(self, name: str, future: Future) -> None:
+        with self._lock:
+            if self._pending.get(name) is future:
+                del self._pending[name]
+
+    def wait_for(self, name: str) -> None:
+        with self._lock:
+            future = self._pending.get(name)
+        if future is not None:
+            future.result()
+
+    def drain(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+closer = _Closer()
+
+
 class TapIO:
     """A TAP device this daemon creates and owns; it disappears when the daemon exits."""
 
     kind = "tap"
 
     def __init__(self, name: str, port: Port, *, mtu: Optional[int] = None, mac: Optional[str] = None) -> None:
+        closer.wait_for(name)
         if ifindex(name):
             raise ConflictError("name", name, "already exists as a network device on this host; a tap or "
                                               "internal port is created by vswitchd and needs a free name")
@@ -166,7 +213,7 @@ class TapIO:
     def close(self) -> None:
         if self.fd >= 0:
             self.file.close()
-            os.close(self.fd)
+            closer.close(self.name, self.fd)
             self.fd = -1
 
 

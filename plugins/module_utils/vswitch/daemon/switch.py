@@ -268,6 +268,7 @@ class Switch:
             self._drop_port(name)
         for name in list(self.internal):
             self._drop_bridge(name)
+        netdev.closer.drain()
 
     # -- reporting --------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
