@@ -79,7 +79,9 @@ options:
     description: Bridge forward delay in seconds (default 0 without STP, 15 with).
     type: float
   datapath:
-    description: Which datapath holds the bridge. Only C(kernel) is implemented for the host IP move so far.
+    description:
+      - Which datapath holds the bridge. With C(userspace) the bridge lives in vswitchd and the host's IP
+        goes on its internal port (a TAP named like the bridge); vswitchd must be running.
     type: str
     choices: [kernel, userspace]
     default: kernel
@@ -112,6 +114,9 @@ options:
     description: Where the guard keeps its journal, commit file and log (one directory per bridge).
     type: path
     default: /run/openvif/hostnet
+  vswitchd_socket:
+    description: vswitchd's control socket, for O(datapath=userspace) (default V(/run/openvif/vswitchd.sock)).
+    type: path
   test_hold:
     description:
       - For tests of the rollback only. Maps a step of the applier (V(unaddressed), V(bridged), V(addressed))
@@ -215,6 +220,7 @@ ARGUMENT_SPEC = dict(
     dhcp_timeout=dict(type="float", default=15),
     resolv_conf=dict(type="path", default="/etc/resolv.conf"),
     state_dir=dict(type="path", default="/run/openvif/hostnet"),
+    vswitchd_socket=dict(type="path"),
     test_hold=dict(type="dict"),
 )
 

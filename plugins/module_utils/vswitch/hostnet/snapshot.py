@@ -5,7 +5,7 @@ import time
 from typing import Any, Optional
 
 from ..errors import BackendError, ConflictError, NotFoundError
-from . import netops
+from . import netops, switch
 from .spec import HostIpSpec
 
 
@@ -17,10 +17,11 @@ def take(ipr, spec: HostIpSpec, resolv_conf: str) -> dict[str, Any]:
     if uplink["master"] not in (None, spec.bridge):
         raise ConflictError("uplink", spec.uplink, f"is already a port of '{uplink['master']}'; a NIC can be "
                                                    "the uplink of one bridge only")
+    sw = switch.for_spec(spec)
     bridge = netops.read_link(ipr, spec.bridge)
-    if bridge is not None and bridge["kind"] != "bridge":
+    if bridge is not None and bridge["kind"] not in sw.l3_kinds:
         raise ConflictError("bridge", spec.bridge, f"is an existing interface of kind "
-                                                   f"'{bridge['kind'] or 'device'}', not a bridge")
+                                                   f"'{bridge['kind'] or 'device'}', not a {sw.datapath} bridge")
     indexes = {uplink["index"]: spec.uplink}
     if bridge is not None:
         indexes[bridge["index"]] = spec.bridge
@@ -29,6 +30,7 @@ def take(ipr, spec: HostIpSpec, resolv_conf: str) -> dict[str, Any]:
         "uplink": uplink,
         "bridge": bridge,
         "routes": netops.read_routes(ipr, indexes),
+        "switch": sw.snapshot(ipr, spec),
         "resolv_conf": netops.read_file(resolv_conf),
         "resolv_conf_path": resolv_conf,
     }
@@ -63,11 +65,12 @@ def restore(ipr, snap: dict[str, Any], spec: HostIpSpec) -> dict[str, Any]:
     for route in netops.read_routes(ipr, indexes):
         if route not in snap["routes"]:
             netops.del_route(ipr, route)
-    if br is None:
-        netops.delete_link(ipr, spec.bridge)  # also releases the uplink
-    elif current_bridge is not None:
-        netops.ensure_bridge(ipr, spec.bridge, stp=br["stp"], forward_delay=br["forward_delay"],
-                             mtu=br["mtu"], mac=br["mac"])
+    switch.for_spec(spec).restore(ipr, spec, snap.get("switch"), br)
+    current_bridge = netops.index_of(ipr, spec.bridge)
+    if br is not None and current_bridge is not None:
+        if br["kind"] == "bridge":
+            netops.ensure_bridge(ipr, spec.bridge, stp=br["stp"], forward_delay=br["forward_delay"],
+                                 mtu=br["mtu"], mac=br["mac"])
         netops.set_addresses(ipr, current_bridge, _remaining(br["addresses"], elapsed))
     if uplink_index is None:
         raise BackendError("uplink", spec.uplink, "disappeared during the transaction; cannot restore it")

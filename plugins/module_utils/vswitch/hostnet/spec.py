@@ -78,6 +78,7 @@ class HostIpSpec:
     rollback_timeout: float = 60.0      # seconds the guard waits for the controller's confirmation
     verify_timeout: float = 20.0        # seconds to reach the gateway/targets on the new path
     dhcp_timeout: float = 15.0          # seconds to obtain a lease on the bridge
+    vswitchd_socket: Optional[str] = None  # datapath userspace: vswitchd's control socket (None: default)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> HostIpSpec:
@@ -128,6 +129,7 @@ class HostIpSpec:
             rollback_timeout=v.seconds("rollback_timeout", _default(params, "rollback_timeout", 60), 10, 3600),
             verify_timeout=v.seconds("verify_timeout", _default(params, "verify_timeout", 20), 1, 600),
             dhcp_timeout=v.seconds("dhcp_timeout", _default(params, "dhcp_timeout", 15), 1, 600),
+            vswitchd_socket=params.get("vswitchd_socket") or None,
         )
 
     @property

@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Optional
 
-from ..errors import BackendError, MissingFeatureError
-from . import dhcp, netops, probe
+from ..errors import BackendError
+from . import dhcp, netops, probe, switch
 from .snapshot import nameservers
 from .spec import HostIpSpec
 
@@ -25,14 +25,12 @@ def in_desired_state(ipr, spec: HostIpSpec, resolv_conf: str) -> tuple[bool, lis
     uplink = netops.read_link(ipr, spec.uplink)
     if uplink is None:
         return False, [f"uplink {spec.uplink} does not exist"]
-    if bridge is None or bridge["kind"] != "bridge":
+    sw = switch.for_spec(spec)
+    if bridge is None or bridge["kind"] not in sw.l3_kinds:
         return False, [f"bridge {spec.bridge} does not exist"]
-    if uplink["master"] != spec.bridge:
-        diffs.append(f"{spec.uplink} is not a port of {spec.bridge}")
+    diffs.extend(sw.differences(ipr, spec, bridge, uplink))
     if uplink["addresses"]:
         diffs.append(f"{spec.uplink} still has IPv4 addresses")
-    if bridge["stp"] != spec.stp or abs(bridge["forward_delay"] - spec.forward_delay) > 0.01:
-        diffs.append(f"{spec.bridge} stp/forward_delay differ")
     if spec.mtu and bridge["mtu"] != spec.mtu:
         diffs.append(f"{spec.bridge} mtu is {bridge['mtu']}, not {spec.mtu}")
     if spec.move_mac and bridge["mac"] != uplink["mac"]:
@@ -72,24 +70,21 @@ def apply(ipr, spec: HostIpSpec, snap: dict[str, Any], hold: Optional[Callable[[
           ) -> dict[str, Any]:
     """Move the addressing to the bridge and verify it. Raises on any failure; never rolls back itself
     (the guard does, from the snapshot)."""
-    if spec.datapath != "kernel":
-        raise MissingFeatureError("datapath", spec.datapath, "is not supported by the host IP move yet: "
-                                                             "only the kernel bridge is")
     hold = hold or (lambda step: None)
     up = snap["uplink"]
-    bridge_index = netops.ensure_bridge(ipr, spec.bridge, stp=spec.stp, forward_delay=spec.forward_delay,
-                                        mtu=spec.mtu or up["mtu"], mac=up["mac"] if spec.move_mac else None)
     uplink_index = up["index"]
+    sw = switch.for_spec(spec)
+    bridge_index = sw.attach(ipr, spec, up)
     for route in snap["routes"]:
         netops.del_route(ipr, route)
     netops.flush_addresses(ipr, uplink_index)
     hold("unaddressed")
-    netops.set_link(ipr, uplink_index, master=bridge_index)
     if spec.mtu:
         netops.set_link(ipr, uplink_index, mtu=spec.mtu)
     netops.set_link(ipr, uplink_index, state="up")
     netops.set_link(ipr, bridge_index, state="up")
-    _wait_forwarding(ipr, uplink_index, spec)
+    if sw.datapath == "kernel":
+        _wait_forwarding(ipr, uplink_index, spec)
     hold("bridged")
     mac = netops.read_link(ipr, spec.bridge)["mac"]
     lease: Optional[dhcp.Lease] = None
