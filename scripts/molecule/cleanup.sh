@@ -10,6 +10,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/env.sh"
 
 [ -f "$CONTAINERS_CONF" ] || { echo "molecule-cleanup: nothing set up under $BASE"; exit 0; }
+# Never pull containers from under a running scenario: wait for run.sh's lock.
+exec 9>"$BASE/run.lock"
+flock -w 1800 9 || { echo "molecule-cleanup: a scenario still holds $BASE/run.lock" >&2; exit 1; }
 mapfile -t ours < <(podman ps -a --filter label=owner=molecule --format '{{.Names}}' | grep '^openvif-' || true)
 for name in "${ours[@]}"; do
   podman rm -f -t 5 "$name" >/dev/null && echo "molecule-cleanup: removed container $name"
@@ -19,6 +22,6 @@ rm -rf "$XDG_CACHE_HOME/molecule"
 if [ "${RESET:-0}" = 1 ]; then
   podman rmi -f "$OPENVIF_MOLECULE_IMAGE" >/dev/null 2>&1 || true
   podman system reset -f >/dev/null 2>&1 || true   # our store only: CONTAINERS_* point at $BASE
-  rm -rf "$BASE"
+  rm -rf "$BASE"   # the lock file goes too; fd 9 stays valid until we exit
   echo "molecule-cleanup: removed $BASE"
 fi

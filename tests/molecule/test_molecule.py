@@ -68,8 +68,9 @@ def test_molecule_scenario(scenario: str, molecule_ready: None) -> None:
     argv = ["env", *[f"{k}={v}" for k, v in env_skip.items()], str(SCRIPTS / "run.sh"), "test", "-s", scenario]
     code, seconds = _run(argv, log, SCENARIO_TIMEOUT)
     if code != 0:
-        # A timed-out or broken run may leave its container; remove it so the next run starts clean.
-        subprocess.run([str(SCRIPTS / "cleanup.sh")], cwd=ROOT, capture_output=True, check=False)
+        # molecule destroys the container itself on a failed step, not when killed on timeout.
+        subprocess.run(["env", "SKIP_SETUP=1", str(SCRIPTS / "run.sh"), "destroy", "-s", scenario], cwd=ROOT,
+                       capture_output=True, check=False, timeout=300)
         what = "timed out" if code == -9 else f"failed (exit {code})"
         pytest.fail(f"molecule test -s {scenario} {what} after {seconds:.0f}s. Last lines of {log}:\n{_tail(log)}",
                     pytrace=False)
