@@ -126,8 +126,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     errors = 0
     while not stop:
         now = time.monotonic()
+        wake = min(next_tick, next_ping) if notifier.watchdog_interval else next_tick
         try:
-            events = poller.poll(max(0.0, min(1.0, next_tick - now)), 512)
+            events = poller.poll(max(0.0, min(1.0, wake - now)), 512)
         except InterruptedError:
             continue
         now = time.monotonic()
