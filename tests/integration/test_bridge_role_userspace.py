@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 from netlab import sh
-from test_bridge_role import HOST_IP, HOST_MAC, PhysicalNetwork, TcpSession, assert_rolled_back
+from test_bridge_role import (
+    HOST_IP,
+    HOST_MAC,
+    PhysicalNetwork,
+    TcpSession,
+    assert_rolled_back,
+    golden,
+    persisted,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -61,7 +69,7 @@ def test_dhcp_move_onto_the_internal_port_keeps_tcp_and_is_idempotent(usernet):
     net.start_dhcp()
     session = TcpSession(net)
     rc, out, stats = net.play(bridge_datapath="userspace", bridge_vswitchd_socket=str(net.vswitchd_socket),
-                              bridge_persist=False)
+                              bridge_persist_format="networkd")
     echo = session.finish()
     assert rc == 0, out
     assert echo["error"] is None and echo["echoed"] == echo["sent"] > 10, echo
@@ -71,11 +79,16 @@ def test_dhcp_move_onto_the_internal_port_keeps_tcp_and_is_idempotent(usernet):
     assert net.addressing()["links"]["eth0"]["ipv4"] == []
     state = vswitchd_bridges(net)
     assert state["bridges"]["xenbr0"]["uplink"] == "eth0" and state["ports"]["eth0"]["uplink"] is True, state
+    assert persisted(net.root, "etc/systemd/network") == golden("userspace_dhcp", "networkd")
     print(f"userspace DHCP move: TCP kept, {echo['echoed']} echoes, worst round trip {echo['worst_rtt']} s")
 
     rc, out, stats = net.play(bridge_datapath="userspace", bridge_vswitchd_socket=str(net.vswitchd_socket),
-                              bridge_persist=False)
+                              bridge_persist_format="networkd")
     assert rc == 0 and stats["changed"] == 0, out
+
+    rc, out, _ = net.play(bridge_datapath="userspace", bridge_vswitchd_socket=str(net.vswitchd_socket),
+                          bridge_persist_format="ifcfg")
+    assert rc != 0 and "cannot describe" in out and "Move the host IP" not in out, out
 
 
 def test_wrong_gateway_on_userspace_removes_the_vswitchd_bridge_again(usernet):
@@ -83,7 +96,7 @@ def test_wrong_gateway_on_userspace_removes_the_vswitchd_bridge_again(usernet):
     before = net.addressing()
     rc, out, _ = net.play(bridge_datapath="userspace", bridge_vswitchd_socket=str(net.vswitchd_socket),
                           bridge_bootproto="static", bridge_address=f"{HOST_IP}/24", bridge_gateway="10.77.0.99",
-                          bridge_persist=False)
+                          bridge_persist_format="networkd")
     assert rc != 0 and "rolled back by itself" in out, out
     assert_rolled_back(net, before)
     state = vswitchd_bridges(net)
