@@ -432,3 +432,17 @@ def test_module_absent_interface_only_computes():
     links = _links()
     result = mac_host.run({"vm": "a", "interface": "vif7.0"}, _ctx(), links)
     assert not result.changed and result.values["exists"] is False and links.calls == []
+
+
+def test_plan_ignores_seen_addresses_that_are_no_nic_addresses():
+    seen = {"h1": [{"interface": "lo", "mac": "00:00:00:00:00:00"}, {"interface": "m", "mac": "01:00:5e:00:00:01"},
+                   {"interface": "vif1.0", "mac": "fe:ff:ff:ff:ff:ff"}, {"interface": "gre0", "mac": "0.0.0.0"}],
+            "h2": [{"interface": "lo", "mac": "00:00:00:00:00:00"}, {"interface": "vif1.0", "mac": "FE:FF:FF:FF:FF:FF"},
+                   {"interface": "eth0", "mac": "00-16-3E-00-00-01"}],
+            "h3": [{"interface": "eth0", "mac": "00:16:3e:00:00:01"}]}
+    plan = M.plan_fleet(None, {}, seen)
+    assert [d["mac"] for d in plan["duplicates"]] == ["00:16:3e:00:00:01"]
+    assert plan["duplicates"][0]["seen_on"] == ["h2:eth0", "h3:eth0"]
+    with pytest.raises(ValidationError) as err:
+        M.plan_fleet(None, {}, {"h1": [{"mac": "00:16:3e:00:00:01"}]})
+    assert err.value.field == "seen[h1][0]"
