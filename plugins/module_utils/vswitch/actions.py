@@ -28,8 +28,10 @@ def _converge(host: Host, changes: Sequence[Change], state: HostState, check_mod
     """Apply the plan (unless checking) and return the state to report: predicted or re-read."""
     predicted = simulate(state, changes)
     converge(host, changes, state, check_mode)
-    # After a real run, report what the host says (e.g. the MAC the kernel chose), not the prediction.
-    return host.read() if changes and not check_mode else predicted
+    # The plan predicts everything but what the kernel chooses itself (a new bridge's MAC): only
+    # then is the host read again, so reports show the real address.
+    created = any(change.op == "add_bridge" for change in changes)
+    return host.read() if created and not check_mode else predicted
 
 
 def _report(changes: Sequence[Change], before: Any, after: Any, **values: Any) -> Result:

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from .errors import BackendError, VswitchError
 from .model import UPLINK_ALIAS, BridgeState, Change, FdbEntry, HostState, Link, PortState
 from .plan import Features
+from .rtnl import IFLA_BR_AGEING_TIME, IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE, RawLink, dump_links
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
@@ -50,9 +51,11 @@ class KernelBackend:
     def __init__(self, netns: Optional[str] = None) -> None:
         from pyroute2 import IPRoute  # guarded: modules report missing_required_lib on ImportError
 
+        self._netns = netns
         self._ipr = IPRoute(netns=netns) if netns else IPRoute()
         self._features: Optional[Features] = None
         self._index: dict[str, int] = {}
+        self._raw: dict[str, RawLink] = {}  # the last read, so applying needs no extra look-ups
 
     def close(self) -> None:
         self._ipr.close()
@@ -81,42 +84,34 @@ class KernelBackend:
 
     # --------------------------------------------------------------------- read
     def read(self) -> HostState:
-        messages = self._ipr.get_links()
-        names = {msg["index"]: _attr(msg, "IFLA_IFNAME", "") for msg in messages}
-        self._index = {name: index for index, name in names.items()}
-        links: dict[str, Link] = {}
-        bridge_data: dict[str, Any] = {}
-        for msg in messages:
-            name = names[msg["index"]]
-            info = msg.get_attr("IFLA_LINKINFO")
-            kind = (info.get_attr("IFLA_INFO_KIND") if info is not None else None) or ""
-            master = msg.get_attr("IFLA_MASTER")
-            links[name] = Link(
-                name=name, kind=kind, master=names.get(master) if master else None,
-                mtu=_attr(msg, "IFLA_MTU", 0), mac=_attr(msg, "IFLA_ADDRESS", ""),
-                up=bool(msg["flags"] & IFF_UP), promisc=bool(msg["flags"] & IFF_PROMISC),
-                alias=msg.get_attr("IFLA_IFALIAS"),
-            )
-            if kind == "bridge":
-                bridge_data[name] = info.get_attr("IFLA_INFO_DATA")
+        raw = {link.name: link for link in dump_links(self._netns)}
+        names = {link.index: link.name for link in raw.values()}
+        self._index = {name: link.index for name, link in raw.items()}
+        self._raw = raw
+        links = {
+            name: Link(name=name, kind=link.kind, master=names.get(link.master) if link.master else None,
+                       mtu=link.mtu, mac=link.mac, up=bool(link.flags & IFF_UP),
+                       promisc=bool(link.flags & IFF_PROMISC), alias=link.alias)
+            for name, link in raw.items()
+        }
+        members: dict[str, list[str]] = {name: [] for name, link in raw.items() if link.kind == "bridge"}
         ports: dict[str, PortState] = {}
-        members: dict[str, list[str]] = {name: [] for name in bridge_data}
         for link in links.values():
             if link.master in members:
                 members[link.master].append(link.name)
                 ports[link.name] = PortState(name=link.name, bridge=link.master, type="system",
                                              uplink=link.alias == UPLINK_ALIAS)
         bridges = {}
-        for name, data in bridge_data.items():
-            link = links[name]
-            uplinks = [p for p in members[name] if ports[p].uplink]
+        for name, member_names in members.items():
+            data = raw[name].bridge or {}
+            uplinks = [p for p in member_names if ports[p].uplink]
             bridges[name] = BridgeState(
                 name=name, datapath="kernel",
-                stp=bool(_attr(data, "IFLA_BR_STP_STATE", 0)),
-                forward_delay=_attr(data, "IFLA_BR_FORWARD_DELAY", 0) / CENTI,
-                ageing_time=_attr(data, "IFLA_BR_AGEING_TIME", 0) // CENTI,
-                mtu=link.mtu, mac=link.mac, uplink=uplinks[0] if uplinks else None,
-                ports=tuple(sorted(members[name])),
+                stp=bool(data.get(IFLA_BR_STP_STATE, 0)),
+                forward_delay=data.get(IFLA_BR_FORWARD_DELAY, 0) / CENTI,
+                ageing_time=data.get(IFLA_BR_AGEING_TIME, 0) // CENTI,
+                mtu=links[name].mtu, mac=links[name].mac, uplink=uplinks[0] if uplinks else None,
+                ports=tuple(sorted(member_names)),
             )
         return HostState(bridges=bridges, ports=ports, links=links, datapaths=("kernel",))
 
@@ -167,7 +162,7 @@ class KernelBackend:
                 undo()
             except Exception:  # keep undoing the rest; the error that started this is what matters
                 pass
-        self._index = {}  # indexes may have changed; re-read before the next use
+        self._index, self._raw = {}, {}  # indexes may have changed; re-read before the next use
 
     def _idx(self, name: str) -> int:
         if name not in self._index:
@@ -241,13 +236,16 @@ class KernelBackend:
 
     def _add_port(self, change: Change, journal: list[Undo]) -> None:
         name, bridge = change.target, change.args["bridge"]
-        before = self._link(name)
-        was_up = bool(before["flags"] & IFF_UP)
-        bridge_mac = _attr(self._link(bridge), "IFLA_ADDRESS")
-        self._set(name, master=self._idx(bridge))
+        known = self._raw.get(name)
+        was_up = bool((known.flags if known else self._link(name)["flags"]) & IFF_UP)
+        known_bridge = self._raw.get(bridge)
+        bridge_mac = known_bridge.mac if known_bridge else _attr(self._link(bridge), "IFLA_ADDRESS")
+        # One request per port: attach, and bring it up as Xen's vif-bridge script does (a VIF
+        # forwards only when up).
+        self._set(name, master=self._idx(bridge), **({} if was_up else {"state": "up"}))
 
         def detach() -> None:
-            self._set(name, master=0)
+            self._set(name, master=0, **({} if was_up else {"state": "down"}))
             # A bridge whose MAC is not pinned follows its ports (and drops to all-zero when the
             # last one leaves): put back the address it had before this step.
             if _attr(self._link(bridge), "IFLA_ADDRESS") != bridge_mac:
@@ -255,15 +253,12 @@ class KernelBackend:
         journal.append(detach)
         if change.args.get("uplink"):
             self._mark_uplink(name, True, journal)
-        if not was_up:
-            # A VIF forwards only when up; Xen's vif-bridge script brings it up after addif too.
-            self._set(name, state="up")
-            journal.append(lambda: self._set(name, state="down"))
 
     def _del_port(self, change: Change, journal: list[Undo]) -> None:
         name, bridge = change.target, change.args["bridge"]
-        link = self._link(name)
-        was_uplink = link.get_attr("IFLA_IFALIAS") == UPLINK_ALIAS
+        known = self._raw.get(name)
+        alias = known.alias if known else self._link(name).get_attr("IFLA_IFALIAS")
+        was_uplink = alias == UPLINK_ALIAS
         if was_uplink:
             self._mark_uplink(name, False, journal)
         self._set(name, master=0)
