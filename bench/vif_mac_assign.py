@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
+import os
 import random
 import resource
 import statistics
@@ -57,17 +58,21 @@ def host_nics(hosts: int, seen: int, seed: int = 7) -> dict[str, list[dict]]:
 
 
 MEDIANS: list[float] = []
+CPU: list[float] = []
 
 
 def best(fn, repeat: int) -> tuple[float, object]:
-    """Best time of ``repeat`` runs (the median is kept in MEDIANS) and the last result."""
-    times, result = [], None
+    """Best wall time of ``repeat`` runs and the last result; the median wall time goes to MEDIANS and
+    the best CPU time (process_time: what the code costs, without waiting for a busy machine) to CPU."""
+    times, cpu, result = [], [], None
     for _ in range(repeat):
         gc.collect()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         result = fn()
+        cpu.append(time.process_time() - c)
         times.append(time.perf_counter() - t)
     MEDIANS.append(statistics.median(times))
+    CPU.append(min(cpu))
     return min(times), result
 
 
@@ -164,20 +169,24 @@ def main() -> int:
         ("baseline random.Random(key)+retry", t_random, None, "unique only because of the retry set"),
         ("baseline sha256(key#n)+retry", t_sha, None, "unique only because of the retry set"),
     ]
-    print(f"\n{'':38} {'time':>8} {'vs goal':>8} {'peak mem':>10}  notes")
-    for name, seconds, mem, note in rows:
+    print(f"\n{'':38} {'wall':>8} {'cpu':>8} {'vs goal':>8} {'peak mem':>12}  notes")
+    for (name, seconds, mem, note), cpu in zip(rows, CPU, strict=True):
         mem_text = f"{mem:8.1f} MiB" if mem is not None else f"{'-':>12}"
-        print(f"{name:38} {seconds:7.3f}s {seconds / GOAL:7.0%} {mem_text}  {note}")
-    print(f"\nratios: core vs random+retry {t_random / t_core:.2f}x faster, core vs sha256+retry "
-          f"{t_sha / t_core:.2f}x faster; whole role path (fresh) vs random+retry {t_fresh / t_random:.2f}x the time")
+        print(f"{name:38} {seconds:7.3f}s {cpu:7.3f}s {seconds / GOAL:7.0%} {mem_text}  {note}")
+    c_fresh, c_core, c_random, c_sha = CPU[0], CPU[3], CPU[4], CPU[5]
+    print(f"\nratios (cpu time): random+retry / core = {c_random / c_core:.2f}, sha256+retry / core = "
+          f"{c_sha / c_core:.2f}, role path fresh / random+retry = {c_fresh / c_random:.2f} "
+          "(the role path also validates every declaration and renders the registry)")
     print(f"a plain hash of the key (no probing) would give {collisions:,} colliding VIFs out of {args.vifs:,} "
           f"(expected about {args.vifs ** 2 / (2 * XEN.size):,.0f})")
     print(f"process max RSS {rss:.0f} MiB")
-    worst = max(t_fresh, t_rerun, t_churn)
-    verdict = "MET" if worst < GOAL else "MISSED"
-    print(f"goal: {args.vifs:,} VIFs fleet-wide in under {GOAL:.0f} s -> {verdict} "
+    worst, worst_cpu = max(t_fresh, t_rerun, t_churn), max(CPU[:3])
+    load = os.getloadavg()[0]
+    print(f"machine: {os.cpu_count()} CPUs, load average {load:.2f} (wall times inflate when load > CPUs)")
+    print(f"goal: {args.vifs:,} VIFs fleet-wide in under {GOAL:.0f} s -> wall {'MET' if worst < GOAL else 'MISSED'} "
           f"(slowest scenario {worst:.3f}s, best of {args.repeat}; medians: fresh {MEDIANS[0]:.3f}s, "
-          f"rerun {MEDIANS[1]:.3f}s, churn {MEDIANS[2]:.3f}s)")
+          f"rerun {MEDIANS[1]:.3f}s, churn {MEDIANS[2]:.3f}s), cpu {'MET' if worst_cpu < GOAL else 'MISSED'} "
+          f"(slowest {worst_cpu:.3f}s)")
     return 0 if worst < GOAL else 1
 
 
