@@ -53,7 +53,7 @@ def _attrs(data: bytes, start: int, end: int, wanted: Optional[frozenset[int]] =
     unpack = _NLA.unpack_from
     while start + 4 <= end:
         length, kind = unpack(data, start)
-        if length < 4:
+        if length < 4 or start + length > end:  # malformed or truncated: keep what was whole
             break
         kind &= NLA_TYPE_MASK
         if wanted is None or kind in wanted:
