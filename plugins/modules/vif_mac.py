@@ -31,7 +31,7 @@ description:
   - Every check runs before anything changes. If setting one interface fails, those already
     set in the task are set back.
 author:
-  - openvif developers
+  - openvif developers (@openvif)
 requirements:
   - pyroute2 on the managed host, for O(gather) and for setting addresses on interfaces.
 options:
@@ -207,7 +207,7 @@ in_use:
   contains:
     interface: {description: Interface name., type: str}
     mac: {description: Its address., type: str}
-    kind: {description: Link kind (C(veth), C(tun), C(device) for a plain NIC...)., type: str}
+    kind: {description: "Link kind, such as C(veth), C(tun), or C(device) for a plain NIC.", type: str}
   sample: [{interface: eth0, mac: "52:54:00:12:34:56", kind: device}]
 diff:
   description: Addresses before and after, per interface that changes (in diff mode).
