@@ -33,6 +33,7 @@ from .spec import HostIpSpec
 STATE_DIR = "/run/openvif/hostnet"  # tmpfs: after a reboot the persisted files rule
 FINAL = ("committed", "rolled_back", "restore_failed")
 POLL = 0.1
+STARTUP_GRACE = 10.0  # seconds a just-started journal may go without a supervisor PID
 
 
 class Journal:
@@ -99,6 +100,8 @@ def stale(journal: Journal) -> Optional[dict[str, Any]]:
         return None
     if alive(data.get("supervisor_pid")) or alive(data.get("applier_pid")):
         return None
+    if data.get("phase") == "started" and time.time() - data.get("started", 0) < STARTUP_GRACE:
+        return None  # the supervisor is being forked and has not written its PID yet
     return data
 
 
