@@ -183,6 +183,17 @@ def test_role_assigns_fleet_unique_sets_persists_and_is_idempotent(fleet):
     assert "web02/0" in after, "a removed VM's entry must stay reserved (vif_mac_prune is false)"
     assert fleet.macs()["h3"]["vif6.0"] == after["app01/0"] and len(set(after.values())) == len(after)
 
+    # Part of the fleet (--limit): the other hosts' entries stay; pruning is refused, not done partially.
+    rc, out, _ = fleet.run("--limit", "h1,h2", vifs=vifs)
+    assert rc == 0, out
+    assert fleet.assigned() == after
+    rc, out, _ = fleet.run("--limit", "h1,h2", "-e", "vif_mac_prune=true", vifs=vifs)
+    assert rc != 0 and "vif_mac_prune would drop the registry entries of h3" in out
+    assert fleet.assigned() == after
+    rc, out, _ = fleet.run("-e", "vif_mac_prune=true", vifs=vifs)
+    assert rc == 0, out
+    assert "web02/0" not in fleet.assigned() and {k: v for k, v in after.items() if k != "web02/0"} == fleet.assigned()
+
 
 @pytest.mark.slow
 def test_role_reports_deliberate_duplicate_and_fails_when_asked(fleet):

@@ -446,3 +446,25 @@ def test_plan_ignores_seen_addresses_that_are_no_nic_addresses():
     with pytest.raises(ValidationError) as err:
         M.plan_fleet(None, {}, {"h1": [{"mac": "00:16:3e:00:00:01"}]})
     assert err.value.field == "seen[h1][0]"
+
+
+class TaggedStr(str):
+    """Ansible 2.19 hands filters str subclasses (data tagging); the planner must treat them as str."""
+
+
+class TaggedInt(int):
+    pass
+
+
+def test_plan_accepts_str_and_int_subclasses_like_ansible_tagged_values():
+    t = TaggedStr
+    first = M.plan_fleet(None, {"h1": [{"vm": "web01", "interface": "vif1.0"}]}, {})
+    registry = {t("version"): 1, t("prefix"): t("00:16:3e"),
+                t("assignments"): {t(k): t(v) for k, v in first["registry"].items()}}
+    declared = {t("h1"): [{t("vm"): t("web01"), t("device"): TaggedInt(0), t("interface"): t("vif1.0")}],
+                t("h2"): [{t("vm"): t("8C1E2A3F-0D4B-4E0E-9A55-3B0C6F1F9A10")}]}
+    seen = {t("h1"): [{t("interface"): t("vif1.0"), t("mac"): t(first["registry"]["web01/0"])}]}
+    plan = M.plan_fleet(registry, declared, seen)
+    assert plan["registry"]["web01/0"] == first["registry"]["web01/0"] and plan["kept"] == 1
+    assert plan["added"] == ["8c1e2a3f-0d4b-4e0e-9a55-3b0c6f1f9a10/0"] and plan["duplicates"] == []
+    assert "registry" in plan["assignments"]["h1"][0]["source"]

@@ -149,9 +149,11 @@ def vif_key(field: str, vm: Any = None, device: Any = None, interface: Any = Non
     A VM name or UUID survives reboots and migrations; ``vif<domid>.<devid>`` does not (the
     domid changes when the domain restarts), so interface identities are a fallback.
     """
-    # Fast path for the common, obviously valid case (100,000 of these per fleet plan).
-    if (vm.__class__ is str and vm and vm[0] != " " and vm[-1] != " " and len(vm) != 36 and vm.isprintable()
-            and (device is None or (device.__class__ is int and 0 <= device <= DEVICE_MAX))):
+    # Fast path for the common, obviously valid case (100,000 of these per fleet plan). isinstance, not
+    # type identity: Ansible 2.19 hands filters tagged str/int subclasses.
+    if (isinstance(vm, str) and vm and vm[0] != " " and vm[-1] != " " and len(vm) != 36 and vm.isprintable()
+            and (device is None or (isinstance(device, int) and not isinstance(device, bool)
+                                    and 0 <= device <= DEVICE_MAX))):
         return f"{vm}/{device or 0}"
     if vm is not None:
         if not isinstance(vm, str) or not vm.strip():
@@ -297,10 +299,10 @@ def _registry_addresses(assignments: Mapping[Any, Any], rng: MacRange, field: st
     out: dict[str, int] = {}
     holder: dict[int, str] = {}
     for key, mac in assignments.items():
-        if key.__class__ is not str or not key:
+        if not isinstance(key, str) or not key:
             raise ValidationError(f"{field}.assignments", key, "is not a VIF key ('<vm>/<device>' or "
                                                                "'<host>:<interface>')")
-        if mac.__class__ is not str or not _CANONICAL.match(mac):
+        if not isinstance(mac, str) or not _CANONICAL.match(mac):
             mac = normalize(f"{field}.assignments[{key!r}]", mac)
         address = int(mac.replace(":", ""), 16)
         if not rng.contains(address):  # every address of a range is unicast and non-zero
@@ -388,7 +390,7 @@ def _declared(declared: Mapping[str, Sequence[Any]], rng: MacRange) -> list[_Dec
     names: dict[Any, str] = {}  # interface/bridge names repeat across hosts: validate each once
 
     def name(at: str, value: Any) -> str:
-        if value.__class__ is not str or value not in names:
+        if not isinstance(value, str) or value not in names:
             names[value] = v.ifname(at, value)
         return names[value]
 
@@ -466,10 +468,10 @@ def plan_fleet(registry: Any, declared: Mapping[str, Sequence[Any]], seen: Mappi
     for host in sorted(seen):
         for n, link in enumerate(seen[host] or []):
             interface = link.get("interface") if isinstance(link, Mapping) else None
-            if interface.__class__ is not str:
+            if not isinstance(interface, str):
                 raise ValidationError(f"seen[{host}][{n}]", link, "must be a mapping with 'interface' and 'mac'")
             mac = link.get("mac")
-            if mac.__class__ is not str or not _CANONICAL.match(mac) or int(mac[:2], 16) & 1:
+            if not isinstance(mac, str) or not _CANONICAL.match(mac) or int(mac[:2], 16) & 1:
                 try:
                     mac = normalize("mac", mac)
                 except ValidationError:
@@ -530,7 +532,7 @@ def plan_fleet(registry: Any, declared: Mapping[str, Sequence[Any]], seen: Mappi
     after = assign(rng, after, fresh, taken)
 
     stored = registry.get("assignments") if isinstance(registry, Mapping) else None
-    macs = {key: (stored[key] if before.get(key) == address and stored[key].__class__ is str
+    macs = {key: (stored[key] if before.get(key) == address and isinstance(stored[key], str)
                   and _CANONICAL.match(stored[key]) else int_to_mac(address))
             for key, address in after.items()}
     assignments: dict[str, list[dict[str, Any]]] = {host: [] for host in declared}
