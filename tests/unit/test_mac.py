@@ -1,6 +1,7 @@
 """vif_mac logic: ranges, validation, deterministic choice, registry, fleet planning, filters, module action."""
 from __future__ import annotations
 
+import errno
 from itertools import islice
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch import mac
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.errors import (
     BackendError,
     ConflictError,
+    NotFoundError,
     ValidationError,
 )
 
@@ -468,3 +470,73 @@ def test_plan_accepts_str_and_int_subclasses_like_ansible_tagged_values():
     assert plan["registry"]["web01/0"] == first["registry"]["web01/0"] and plan["kept"] == 1
     assert plan["added"] == ["8c1e2a3f-0d4b-4e0e-9a55-3b0c6f1f9a10/0"] and plan["duplicates"] == []
     assert "registry" in plan["assignments"]["h1"][0]["source"]
+
+
+class FakeIPRoute:
+    """Stands in for pyroute2.IPRoute: a link that refuses address changes while up (no IFF_LIVE_ADDR_CHANGE)."""
+
+    def __init__(self, world):
+        self.world = world
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def link_lookup(self, ifname):
+        return [5] if ifname == self.world["name"] else []
+
+    def link(self, command, index, address=None, state=None):
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        self.world["calls"].append((command, address or state))
+        if state is not None:
+            self.world["up"] = state == "up"
+        elif address is not None:
+            if self.world["refuse"]:
+                raise NetlinkError(self.world["refuse"], "refused")
+            if self.world["up"] and self.world["busy_when_up"]:
+                raise NetlinkError(errno.EBUSY, "Device or resource busy")
+            self.world["mac"] = address
+
+    def get_links(self, index):
+        world = self.world
+
+        class Msg(dict):
+            def get_attr(self, name):
+                return world["mac"]
+
+        return [Msg(flags=1 if world["up"] else 0)]
+
+
+def _netlink(monkeypatch, **world):
+    import pyroute2
+
+    state = {"name": "vif1.0", "mac": "aa:bb:cc:00:00:01", "up": True, "busy_when_up": False, "refuse": 0,
+             "calls": []}
+    state.update(world)
+    monkeypatch.setattr(pyroute2, "IPRoute", lambda: FakeIPRoute(state))
+    return state
+
+
+def test_netlink_set_address_live_and_with_down_up_fallback(monkeypatch):
+    live = _netlink(monkeypatch)
+    mac_host.NetlinkLinks().set_address("vif1.0", "00:16:3e:00:00:01")
+    assert live["calls"] == [("set", "00:16:3e:00:00:01")] and live["mac"] == "00:16:3e:00:00:01"
+
+    busy = _netlink(monkeypatch, busy_when_up=True)
+    mac_host.NetlinkLinks().set_address("vif1.0", "00:16:3e:00:00:01")
+    assert busy["calls"] == [("set", "00:16:3e:00:00:01"), ("set", "down"), ("set", "00:16:3e:00:00:01"),
+                             ("set", "up")]
+    assert busy["mac"] == "00:16:3e:00:00:01" and busy["up"] is True
+
+
+def test_netlink_set_address_errors(monkeypatch):
+    refused = _netlink(monkeypatch, refuse=errno.EADDRNOTAVAIL)
+    with pytest.raises(BackendError, match="refused address 00:16:3e:00:00:01"):
+        mac_host.NetlinkLinks().set_address("vif1.0", "00:16:3e:00:00:01")
+    assert refused["mac"] == "aa:bb:cc:00:00:01" and refused["up"] is True
+    _netlink(monkeypatch)
+    with pytest.raises(NotFoundError, match="does not exist on this host"):
+        mac_host.NetlinkLinks().set_address("vif9.9", "00:16:3e:00:00:01")

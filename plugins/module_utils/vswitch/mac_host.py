@@ -62,7 +62,8 @@ class NetlinkLinks:
             except NetlinkError as err:
                 # Drivers without live address change (IFF_LIVE_ADDR_CHANGE) answer EBUSY while up:
                 # take the link down for the change only, and bring it back up even if it fails.
-                if err.code != errno.EBUSY:
+                was_up = bool(ipr.get_links(index)[0]["flags"] & IFF_UP)
+                if err.code != errno.EBUSY or not was_up:
                     raise BackendError("interface", interface, f"refused address {mac}: {err}") from err
                 ipr.link("set", index=index, state="down")
                 try:
