@@ -336,7 +336,7 @@ def test_controller_killed_without_confirming_rolls_back(net):
     before = net.addressing()
     net.start_dhcp()
     varfile = net.tmp / "vars.json"
-    varfile.write_text(json.dumps(net.role_vars(bridge_rollback_timeout=10)))
+    varfile.write_text(json.dumps(net.role_vars(bridge_rollback_timeout=10, bridge_persist_format="ifcfg")))
     playbook = net.tmp / "play.yml"
     playbook.write_text(yaml.safe_dump([{"name": "bridge", "hosts": "host", "gather_facts": False,
                                          "roles": [{"role": "openvif.vswitch.bridge"}]}]))
@@ -344,7 +344,11 @@ def test_controller_killed_without_confirming_rolls_back(net):
                                env=net.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
     net.procs.append(ansible)
-    wait_journal(net, lambda d: d.get("phase") in ("applying", "verified"), 60)
+    try:
+        wait_journal(net, lambda d: d.get("phase") in ("applying", "verified"), 60)
+    except AssertionError:
+        os.killpg(ansible.pid, signal.SIGKILL)
+        raise AssertionError(ansible.communicate(timeout=10)[0]) from None
     os.killpg(ansible.pid, signal.SIGKILL)
     ansible.wait(timeout=10)
     data = wait_journal(net, lambda d: d.get("phase") in ("committed", "rolled_back", "restore_failed"), 60)
