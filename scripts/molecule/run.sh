@@ -19,6 +19,30 @@ if ! flock -n 9; then
   echo "molecule-run: another scenario is running; waiting for $BASE/run.lock" >&2
   flock -w 1800 9 || { echo "molecule-run: gave up waiting for $BASE/run.lock" >&2; exit 1; }
 fi
+# The collection under test is a snapshot of the checkout taken now, as molecule's own prerun
+# would install it: others may edit the tree while a scenario runs (converge and idempotence
+# must see the same code), and the roles run from a copied collection as users have it.
+SNAP=$BASE/snapshot
+"$MOLECULE_ROOT_DIR/.venv/bin/python" - "$MOLECULE_ROOT_DIR" "$SNAP" <<'PY'
+import shutil, sys
+from pathlib import Path
+root, snap = Path(sys.argv[1]), Path(sys.argv[2])
+dest = snap / "ansible_collections" / "openvif" / "vswitch"
+tmp = dest.with_name("vswitch.new")
+shutil.rmtree(tmp, ignore_errors=True)
+names_skipped = shutil.ignore_patterns(".git", ".venv", ".cache", ".ansible", ".hypothesis", ".ruff_cache",
+                                       ".pytest_cache", "__pycache__", "*.pyc", "*.tar.gz")
+paths_skipped = {root / "tests" / "output", root / "bench" / "results"}   # galaxy.yml's build_ignore
+
+def skip(directory, names):
+    return set(names_skipped(directory, names)) | {n for n in names if Path(directory) / n in paths_skipped}
+
+shutil.copytree(root, tmp, ignore=skip, symlinks=True)
+shutil.rmtree(dest, ignore_errors=True)
+tmp.rename(dest)
+PY
+export ANSIBLE_COLLECTIONS_PATH=$SNAP:$BASE/collections
+
 # fd 9 (the lock) stays with this shell only: podman's conmon would otherwise inherit it and hold
 # the lock as long as a container lives (e.g. after `converge`).
 rc=0
