@@ -216,10 +216,11 @@ def cmd_fdb_show(client: Client, args: argparse.Namespace) -> str:
     rows = client.call("fdb_show", {"bridge": args.bridge})
     if args.json:
         return json.dumps(rows, indent=1)
-    lines = [" port  VLAN  MAC                Age"]
+    width = max([4, *(len(row["port"]) for row in rows)])
+    lines = [f'{"port":>{width + 1}}  VLAN  MAC                Age']
     for row in rows:
         age = "static" if row["static"] else str(row["age"])
-        lines.append(f' {row["port"]:>4}  {row["vlan"]:>4}  {row["mac"]}  {age:>3}')
+        lines.append(f' {row["port"]:>{width}}  {row["vlan"]:>4}  {row["mac"]}  {age:>3}')
     return "\n".join(lines)
 
 
