@@ -540,3 +540,11 @@ def test_netlink_set_address_errors(monkeypatch):
     _netlink(monkeypatch)
     with pytest.raises(NotFoundError, match="does not exist on this host"):
         mac_host.NetlinkLinks().set_address("vif9.9", "00:16:3e:00:00:01")
+
+
+def test_plan_filter_reads_registry_text():
+    first = filters.vif_mac_plan(None, {"h1": [{"vm": "web01"}, {"vm": "web02"}]}, {})
+    again = filters.vif_mac_plan(TaggedStr(first["registry_text"]), {"h1": [{"vm": "web01"}, {"vm": "web02"}]}, {})
+    assert again["registry"] == first["registry"] and not again["registry_changed"]
+    with pytest.raises(AnsibleFilterError, match="the registry is not valid YAML"):
+        filters.vif_mac_plan("assignments: [", {}, {})
