@@ -167,7 +167,7 @@ interface:
   type: str
   sample: vif3.0
 exists:
-  description: Whether the interface exists on this host.
+  description: Whether the interface exists on this host; null when the host was not looked at (O(set_interface=false)).
   returned: when a single VIF is given
   type: bool
 xen_vif:
@@ -195,7 +195,7 @@ vifs:
     mac: {description: Its address., type: str}
     interface: {description: Its host interface or null., type: str}
     bridge: {description: Its bridge for the Xen entry or null., type: str}
-    exists: {description: Whether the interface exists here., type: bool}
+    exists: {description: Whether the interface exists here (null when not looked at)., type: bool}
     before: {description: The interface's address before the task (null if it does not exist)., type: str}
     changed: {description: Whether the interface's address was (or in check mode would be) set., type: bool}
     xen_vif: {description: The Xen vif entry., type: str}

@@ -548,3 +548,12 @@ def test_plan_filter_reads_registry_text():
     assert again["registry"] == first["registry"] and not again["registry_changed"]
     with pytest.raises(AnsibleFilterError, match="the registry is not valid YAML"):
         filters.vif_mac_plan("assignments: [", {}, {})
+
+
+def test_module_compute_only_does_not_look_at_the_host():
+    class NoLinks:
+        def read(self):
+            raise AssertionError("set_interface=false must not read the host")
+
+    result = mac_host.run({"vm": "a", "interface": "vif1.0", "set_interface": False}, _ctx(), NoLinks())
+    assert result.values["exists"] is None and not result.changed and result.values["mac"] == M.choose("a/0")

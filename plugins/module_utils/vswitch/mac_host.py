@@ -150,7 +150,8 @@ def run(params: Mapping[str, Any], context: Any, links: Optional[Links] = None) 
                 raise ConflictError(at + "interface", interface,
                                     f"is already the interface of {interfaces[interface]!r}")
             interfaces[interface] = key
-        exists = interface is not None and interface in current
+        # Unknown (None) when the host was not looked at: set_interface=false needs no pyroute2.
+        exists = (interface is not None and interface in current) if needs_links else None
         had = current.get(interface) if exists else None
         # The interface's own present address is no conflict with itself (lists gathered
         # from the fleet contain it), unless another VIF of this task took it already.
