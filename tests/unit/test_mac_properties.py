@@ -150,3 +150,18 @@ def test_choice_is_the_first_free_address_of_the_probe_order(key, in_use):
     assert chosen not in used
     order = list(M.candidates(key, rng))
     assert chosen == next(m for m in order if m not in set(used))
+
+
+@settings(max_examples=60, deadline=None)
+@given(keys=st.lists(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20),
+                     min_size=1, max_size=30, unique=True), data=st.data())
+def test_registry_text_round_trips_any_key(keys, data):
+    """The hand-written YAML quoting survives quotes, backslashes, control and non-ASCII characters."""
+    import yaml
+
+    suffixes = data.draw(st.lists(st.integers(0, (1 << 24) - 1), min_size=len(keys), max_size=len(keys),
+                                  unique=True))
+    assignments = {k: M.XEN_RANGE.address(s) for k, s in zip(keys, suffixes, strict=True)}
+    loaded = yaml.safe_load(M.render_registry(assignments, M.XEN_RANGE))
+    assert loaded["assignments"] == assignments
+    assert M.parse_registry(loaded, M.XEN_RANGE) == assignments

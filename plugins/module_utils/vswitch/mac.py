@@ -13,7 +13,6 @@ Plain Python and stdlib only: bundled into modules and used by controller-side f
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -344,8 +343,22 @@ _NEEDS_ESCAPES = re.compile(r'["\\\x00-\x1f\x7f-\x9f\u2028\u2029]')
 
 
 def _quoted(text: str) -> str:
-    """A YAML double-quoted scalar (JSON's string syntax is valid YAML)."""
-    return json.dumps(text) if _NEEDS_ESCAPES.search(text) or not text.isascii() else f'"{text}"'
+    """A YAML double-quoted scalar. Printable characters stay as they are (the file is UTF-8), the
+    rest become YAML escapes: json.dumps would write astral characters as surrogate pairs, which
+    YAML does not join back together."""
+    if text.isascii() and not _NEEDS_ESCAPES.search(text):
+        return f'"{text}"'
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
+                       else f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
 
 
 def render_registry(assignments: Mapping[str, str], rng: MacRange) -> str:
@@ -357,7 +370,7 @@ def render_registry(assignments: Mapping[str, str], rng: MacRange) -> str:
         "# Keys: '<vm>/<device>' for a VM's NIC, '<host>:<interface>' for a VIF named by interface.",
         "---",
         f"version: {REGISTRY_VERSION}",
-        f"prefix: {json.dumps(rng.prefix)}",
+        f"prefix: \"{rng.prefix}\"",
     ]
     if not assignments:
         lines.append("assignments: {}")
