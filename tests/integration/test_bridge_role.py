@@ -67,6 +67,13 @@ print(json.dumps({"sent": sent, "echoed": echoed, "worst_rtt": round(worst, 3), 
 """
 
 
+# Stands in for the distribution's DHCP client on the uplink (dhclient started by ifup): the move
+# must stop it, a rollback start it again, a committed DHCP move start it for the bridge. It is the
+# Python interpreter under the name dhclient (a symlink), so /proc shows `dhclient ... eth0` as for
+# the real one; it only sleeps (bounded).
+FAKE_DHCLIENT_CODE = "import time; time.sleep(300)"
+
+
 class PhysicalNetwork:
     """phys (gateway + DHCP server) <-> host (IP on eth0), plus the Ansible plumbing to reach host."""
 
@@ -110,7 +117,33 @@ class PhysicalNetwork:
             time.sleep(0.05)
         self.dnsmasq_pid = int(pid_file.read_text())
 
+    def fake_dhcp_client(self, interface: str) -> subprocess.Popen:
+        script = self.tmp / "sbin" / "dhclient"
+        if not script.exists():
+            script.parent.mkdir(exist_ok=True)
+            script.symlink_to(os.path.realpath(sys.executable))
+        return self.spawn(self.host, str(script), "-c", FAKE_DHCLIENT_CODE, "-4", "-pf",
+                          str(self.tmp / f"dhclient.{interface}.pid"), interface)
+
+    def dhcp_clients(self) -> dict[int, list[str]]:
+        """Our fake clients, wherever they came from (the test, or the code under test), by PID."""
+        script = str(self.tmp / "sbin" / "dhclient")
+        found = {}
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+            except OSError:
+                continue
+            if argv[:1] == [script]:
+                found[int(pid)] = argv[3:]
+        return found
+
     def stop(self) -> None:
+        for pid in self.dhcp_clients():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.dnsmasq_pid:
             try:
                 os.kill(self.dnsmasq_pid, signal.SIGTERM)
@@ -216,8 +249,17 @@ def assert_ip_on_bridge(net: PhysicalNetwork, dhcp: bool) -> None:
     assert (lifetime < 3601) if dhcp else (lifetime == 4294967295)
 
 
+def wait_for(predicate, timeout: float = 10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
 def test_dhcp_move_keeps_the_tcp_session_persists_ifcfg_and_is_idempotent(net):
     net.start_dhcp()
+    old_client = net.fake_dhcp_client("eth0")
+    wait_for(lambda: len(net.dhcp_clients()) == 1)
     session = TcpSession(net)
     rc, out, stats = net.play(bridge_persist_format="ifcfg")
     echo = session.finish()
@@ -228,6 +270,10 @@ def test_dhcp_move_keeps_the_tcp_session_persists_ifcfg_and_is_idempotent(net):
     assert net.resolv.read_text() == "search corp.example\nnameserver 10.77.0.1\n"
     assert net.journal()["phase"] == "committed"
     assert persisted(net.root, "etc/sysconfig/network-scripts") == golden("dhcp", "ifcfg")
+    # the uplink's DHCP client was stopped; the same client now renews the bridge's lease
+    old_client.wait(timeout=10)
+    wait_for(lambda: list(net.dhcp_clients().values()) == [
+        ["-4", "-pf", str(net.tmp / "dhclient.xenbr0.pid"), "xenbr0"]])
     print(f"DHCP move: TCP session kept, {echo['echoed']} echoes, worst round trip {echo['worst_rtt']} s")
 
     rc, out, stats = net.play(bridge_persist_format="ifcfg")
@@ -277,11 +323,17 @@ def test_wrong_gateway_rolls_back(net):
 
 
 def test_no_dhcp_lease_rolls_back(net):
+    old_client = net.fake_dhcp_client("eth0")
+    wait_for(lambda: len(net.dhcp_clients()) == 1)
+    (old_argv,) = net.dhcp_clients().values()
     before = net.addressing()  # no DHCP server on the physical network
     rc, out, _ = net.play(bridge_dhcp_timeout=3, bridge_persist_format="ifcfg")
     assert rc != 0
     assert "got no lease" in out and "rolled back by itself" in out, out
     assert_rolled_back(net, before)
+    # the uplink's DHCP client was stopped for the move and runs again, with the same command line
+    old_client.wait(timeout=10)
+    wait_for(lambda: list(net.dhcp_clients().values()) == [old_argv])
 
 
 def wait_journal(net: PhysicalNetwork, predicate, timeout: float) -> dict:

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.errors import ValidationError
-from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.hostnet import dhcp, netops, snapshot
+from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.hostnet import clients, dhcp, netops, snapshot
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.hostnet.spec import HostIpSpec
 
 BASE = {"bridge": "xenbr0", "uplink": "eth0"}
@@ -106,3 +106,14 @@ def test_describe_says_where_the_ip_is():
     state = {"uplink": {"name": "eth0", "addresses": [{"address": "10.0.0.5", "prefixlen": 24}]}, "bridge": None,
              "routes": [{"dst": "0.0.0.0", "dst_len": 0, "gateway": "10.0.0.1", "dev": "eth0"}]}
     assert snapshot.describe(state) == "eth0 has 10.0.0.5/24; default via 10.0.0.1 dev eth0; no bridge"
+
+
+def test_dhcp_client_command_is_rehomed_to_the_bridge():
+    argv = ["/sbin/dhclient", "-4", "-v", "-i", "-pf", "/run/dhclient.eth0.pid", "-lf",
+            "/var/lib/dhcp/dhclient.eth0.leases", "-I", "-df", "/var/lib/dhcp/dhclient6.eth0.leases", "eth0"]
+    assert clients.rehome(argv, "eth0", "xenbr0") == [
+        "/sbin/dhclient", "-4", "-v", "-i", "-pf", "/run/dhclient.xenbr0.pid", "-lf",
+        "/var/lib/dhcp/dhclient.xenbr0.leases", "-I", "-df", "/var/lib/dhcp/dhclient6.xenbr0.leases", "xenbr0"]
+    assert clients.rehome(["udhcpc", "-i", "eth0", "-p", "/run/udhcpc-eth0.pid"], "eth0", "xenbr0") == \
+        ["udhcpc", "-i", "xenbr0", "-p", "/run/udhcpc-xenbr0.pid"]
+    assert clients.rehome(["dhclient", "eth01"], "eth0", "xenbr0") == ["dhclient", "eth01"]

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any, Optional
 
 from ..errors import ConflictError, VswitchError
-from . import netops, snapshot, transaction
+from . import clients, netops, snapshot, transaction
 from .spec import HostIpSpec
 
 STATE_DIR = "/run/openvif/hostnet"  # tmpfs: after a reboot the persisted files rule
@@ -224,16 +224,30 @@ def _await_commit(journal: Journal, data: dict[str, Any]) -> None:
         if journal.committed(token):
             with journal.locked():
                 current = journal.read() or {}
-                if current.get("phase") not in FINAL:
-                    current.update(phase="committed", committed=time.time())
-                    netops.write_file_atomic(journal.path, json.dumps(current, indent=1, sort_keys=True))
-            journal.log("committed")
+                if current.get("phase") in FINAL:
+                    return
+                current.update(phase="committed", committed=time.time(), dhcp_clients_started=_rehome(current))
+                netops.write_file_atomic(journal.path, json.dumps(current, indent=1, sort_keys=True))
+            journal.log(f"committed; DHCP clients started on the bridge: {current['dhcp_clients_started']}")
             return
         if (journal.read() or {}).get("phase") in FINAL:
             return
         time.sleep(POLL)
     _restore(journal, data, f"no confirmation from the controller within {data['spec']['rollback_timeout']:g} s "
                             "of the new configuration being verified")
+
+
+def _rehome(data: dict[str, Any]) -> list[list[str]]:
+    """With DHCP, the client the uplink had now renews the bridge's lease (static: it stays stopped)."""
+    spec = _spec_of(data)
+    if spec.bootproto != "dhcp":
+        return []
+    started = []
+    for client in data["snapshot"].get("dhcp_clients") or []:
+        argv = clients.rehome(client["argv"], spec.uplink, spec.bridge)
+        clients.start(argv)
+        started.append(argv)
+    return started
 
 
 def _applier(journal: Journal, supervisor: int) -> None:

@@ -5,7 +5,7 @@ import time
 from typing import Any, Optional
 
 from ..errors import BackendError, ConflictError, NotFoundError
-from . import netops, switch
+from . import clients, netops, switch
 from .spec import HostIpSpec
 
 
@@ -31,6 +31,7 @@ def take(ipr, spec: HostIpSpec, resolv_conf: str) -> dict[str, Any]:
         "bridge": bridge,
         "routes": netops.read_routes(ipr, indexes),
         "switch": sw.snapshot(ipr, spec),
+        "dhcp_clients": clients.find(spec.uplink),
         "resolv_conf": netops.read_file(resolv_conf),
         "resolv_conf_path": resolv_conf,
     }
@@ -86,6 +87,7 @@ def restore(ipr, snap: dict[str, Any], spec: HostIpSpec) -> dict[str, Any]:
     path = snap["resolv_conf_path"]
     if netops.read_file(path) != snap["resolv_conf"]:
         netops.write_file_atomic(path, snap["resolv_conf"])
+    clients.restart(snap.get("dhcp_clients") or [])
     return summary(ipr, spec, path)
 
 

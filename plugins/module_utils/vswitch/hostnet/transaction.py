@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from ..errors import BackendError
-from . import dhcp, netops, probe, switch
+from . import clients, dhcp, netops, probe, switch
 from .snapshot import nameservers
 from .spec import HostIpSpec
 
@@ -75,6 +75,7 @@ def apply(ipr, spec: HostIpSpec, snap: dict[str, Any], hold: Optional[Callable[[
     uplink_index = up["index"]
     sw = switch.for_spec(spec)
     bridge_index = sw.attach(ipr, spec, up)
+    clients.stop(snap.get("dhcp_clients") or [])  # they would put the IP back on the NIC at renewal
     for route in snap["routes"]:
         netops.del_route(ipr, route)
     netops.flush_addresses(ipr, uplink_index)
