@@ -8,17 +8,10 @@ from typing import Any, Optional
 
 from .. import validate as v
 from ..errors import ValidationError
+from ..model import _bool as optional_bool
 
 BOOTPROTOS = ("dhcp", "static")
 DATAPATHS = ("kernel", "userspace")
-
-
-def _bool(field: str, value: Any, default: Optional[bool]) -> Optional[bool]:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    raise ValidationError(field, value, "must be true or false")
 
 
 def _default(params: Mapping[str, Any], key: str, default: Any) -> Any:
@@ -113,7 +106,7 @@ class HostIpSpec:
                 raise ValidationError(f"dns_search[{i}]", item, "must be a domain name without spaces")
         targets = tuple(_ipv4(f"verify_targets[{i}]", item)
                         for i, item in enumerate(params.get("verify_targets") or ()))
-        stp = bool(_bool("stp", params.get("stp"), False))
+        stp = bool(optional_bool("stp", params.get("stp")))
         delay = v.seconds("forward_delay", params.get("forward_delay") if params.get("forward_delay") is not None
                           else (15 if stp else 0), v.FORWARD_DELAY_MIN, v.FORWARD_DELAY_MAX)
         if stp and delay < v.STP_FORWARD_DELAY_MIN:
@@ -124,7 +117,7 @@ class HostIpSpec:
             dns=dns, dns_search=search, mtu=v.optional(v.mtu, "mtu", params.get("mtu")),
             stp=stp, forward_delay=delay,
             datapath=v.choice("datapath", params.get("datapath") or "kernel", DATAPATHS),
-            move_mac=bool(_bool("move_mac", params.get("move_mac"), True)),
+            move_mac=optional_bool("move_mac", params.get("move_mac")) is not False,
             verify_targets=targets,
             rollback_timeout=v.seconds("rollback_timeout", _default(params, "rollback_timeout", 60), 10, 3600),
             verify_timeout=v.seconds("verify_timeout", _default(params, "verify_timeout", 20), 1, 600),
