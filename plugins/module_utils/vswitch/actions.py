@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
-from .errors import ValidationError, VswitchError
+from .errors import ConflictError, ValidationError, VswitchError
 from .host import Host, converge
-from .model import BridgeSpec, Change, HostState, PortSpec
-from .plan import plan_bridge, plan_bridge_absent, plan_ports, simulate
+from .model import BridgeSpec, Change, HostState, PortSpec, VlanSpec
+from .plan import plan_bridge, plan_bridge_absent, plan_ports, plan_vlan, simulate
 from .result import Result
 
 
@@ -52,6 +52,31 @@ def bridge(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
     after = _converge(host, changes, state, check_mode)
     view = _bridge_view(after, spec_name)
     return _report(changes, _bridge_view(state, spec_name), view, bridge=view)
+
+
+def _vlan_view(state: HostState, name: str) -> dict[str, Any]:
+    bridge = state.bridges.get(name)
+    if bridge is None or bridge.parent is None:
+        return {"name": name, "state": "absent"}
+    return {"name": name, "state": "present", "parent": bridge.parent, "tag": bridge.tag,
+            "datapath": bridge.datapath, "ports": list(bridge.ports)}
+
+
+def vlan(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
+    state = host.read()
+    if params.get("state") == "absent":
+        name = VlanSpec.from_params({"name": params.get("name"), "parent": "-", "tag": 1}).name
+        current = state.bridges.get(name)
+        if current is not None and current.parent is None:
+            raise ConflictError("name", name, "is a bridge, not a VLAN network; remove it with vswitch_bridge")
+        changes = plan_bridge_absent(name, state)
+    else:
+        spec = VlanSpec.from_params(params)
+        name = spec.name
+        changes = plan_vlan(spec, state, host.features)
+    after = _converge(host, changes, state, check_mode)
+    view = _vlan_view(after, name)
+    return _report(changes, _vlan_view(state, name), view, vlan=view)
 
 
 def _port_specs(params: Mapping[str, Any]) -> list[PortSpec]:
@@ -111,7 +136,8 @@ def info(params: Mapping[str, Any], host: Host) -> Result:
     bridges = {name: b.to_facts() for name, b in sorted(state.bridges.items())
                if wanted is None or name in wanted}
     ports = {name: p.to_facts() for name, p in sorted(state.ports.items()) if p.bridge in bridges}
-    facts: dict[str, Any] = {"bridges": bridges, "ports": ports, "datapaths": list(state.datapaths)}
+    vlans = {name: {"parent": b["parent"], "tag": b["tag"]} for name, b in bridges.items() if b["parent"]}
+    facts: dict[str, Any] = {"bridges": bridges, "ports": ports, "vlans": vlans, "datapaths": list(state.datapaths)}
     if params.get("fdb", True):
         facts["fdb"] = [vars(entry) for entry in host.fdb() if entry.bridge in bridges]
     return Result(changed=False, values={"vswitch": facts, "ansible_facts": {"vswitch": facts}})

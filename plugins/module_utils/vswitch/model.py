@@ -70,6 +70,31 @@ class BridgeSpec:
         return {k: val for k, val in managed.items() if val is not None}
 
 
+@dataclass(frozen=True)
+class VlanSpec:
+    """A VLAN network: "VLAN <tag> on <parent>", a network of its own (OVS's fake bridge).
+
+    VIFs attach to it like to any bridge and see its traffic untagged; the parent's uplink
+    carries it tagged.
+    """
+
+    name: str
+    parent: str
+    tag: int
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> VlanSpec:
+        name = v.ifname("name", params.get("name"))
+        if params.get("parent") is None:
+            raise ValidationError("parent", None, f"is required: say which bridge carries VLAN network '{name}'")
+        parent = v.ifname("parent", params.get("parent"))
+        if parent == name:
+            raise ValidationError("parent", parent, "is the VLAN network itself; the parent is another bridge")
+        if params.get("tag") is None:
+            raise ValidationError("tag", None, "is required: the 802.1Q tag (1-4094) of this VLAN network")
+        return cls(name=name, parent=parent, tag=v.vlan_id("tag", params.get("tag")))
+
+
 BRIDGE_SETTINGS = ("stp", "forward_delay", "ageing_time", "mtu", "mac")
 PORT_SETTINGS = ("type", "vlan", "trunks", "native_vlan", "mac", "promiscuous")
 
@@ -162,6 +187,8 @@ class BridgeState:
     mac: str = ""
     uplink: Optional[str] = None
     ports: tuple[str, ...] = ()
+    parent: Optional[str] = None   # set for a VLAN network: the bridge that carries it...
+    tag: Optional[int] = None      # ...and its 802.1Q tag there
 
     def to_facts(self) -> dict[str, Any]:
         facts = asdict(self)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from .errors import ConflictError, MissingFeatureError, NotFoundError, ValidationError
-from .model import BridgeSpec, BridgeState, Change, HostState, PortSpec, PortState
+from .model import BridgeSpec, BridgeState, Change, HostState, PortSpec, PortState, VlanSpec
 
 USERSPACE_HINT = "use datapath: userspace (vswitchd), which provides it"
 
@@ -55,6 +55,9 @@ def plan_bridge(spec: BridgeSpec, state: HostState) -> list[Change]:
         raise ConflictError("datapath", spec.datapath, f"differs: bridge '{spec.name}' exists on the "
                                                        f"{current.datapath} datapath; remove it first "
                                                        "(state: absent) to move it")
+    if current is not None and current.parent is not None:
+        raise ConflictError("name", spec.name, f"is a VLAN network (VLAN {current.tag} on '{current.parent}'); "
+                                               "manage it with openvif.vswitch.vswitch_vlan")
     changes: list[Change] = []
     if current is None:
         changes.append(Change("add_bridge", spec.name, spec.datapath, spec.settings()))
@@ -94,7 +97,46 @@ def plan_bridge_absent(name: str, state: HostState) -> list[Change]:
     current = state.bridges.get(name)
     if current is None:
         return []
+    children = vlan_networks_of(state, name)
+    if children:
+        raise ConflictError("name", name, "still carries the VLAN networks " + ", ".join(
+            f"'{child.name}' (VLAN {child.tag})" for child in children) + "; remove them first (vswitch_vlan "
+                                                                           "state: absent)")
     return [Change("del_bridge", name, current.datapath, {"ports": list(current.ports)})]
+
+
+def vlan_networks_of(state: HostState, parent: str) -> list[BridgeState]:
+    return sorted((b for b in state.bridges.values() if b.parent == parent), key=lambda b: b.tag or 0)
+
+
+def plan_vlan(spec: VlanSpec, state: HostState, features: Mapping[str, Features]) -> list[Change]:
+    """Changes that make VLAN network ``spec.name`` exist as VLAN ``spec.tag`` on ``spec.parent``."""
+    parent = state.bridges.get(spec.parent)
+    if parent is None:
+        raise NotFoundError("parent", spec.parent, "does not exist on this host; declare the parent bridge with "
+                                                   "openvif.vswitch.vswitch_bridge first")
+    if parent.parent is not None:
+        raise ConflictError("parent", spec.parent, f"is itself a VLAN network (VLAN {parent.tag} on "
+                                                   f"'{parent.parent}'); VLAN networks do not nest")
+    if not features.get(parent.datapath, Features()).vlan_filtering:
+        raise MissingFeatureError("parent", spec.parent,
+                                  f"is on the {parent.datapath} datapath, and VLAN networks need bridge VLAN "
+                                  f"filtering (vlan_filtering), which this host's kernel lacks; {USERSPACE_HINT}")
+    current = state.bridges.get(spec.name)
+    if current is not None:
+        if current.parent == spec.parent and current.tag == spec.tag:
+            return []
+        what = (f"VLAN network VLAN {current.tag} on '{current.parent}'" if current.parent is not None
+                else "bridge")
+        raise ConflictError("name", spec.name, f"already exists as a {what}; remove it first to redeclare it")
+    link = state.links.get(spec.name)
+    if link is not None:
+        raise ConflictError("name", spec.name, f"is an existing interface of kind '{link.kind or 'device'}'")
+    for sibling in vlan_networks_of(state, spec.parent):
+        if sibling.tag == spec.tag:
+            raise ConflictError("tag", spec.tag, f"is already used on '{spec.parent}' by VLAN network "
+                                                 f"'{sibling.name}'; one tag is one network")
+    return [Change("add_bridge", spec.name, parent.datapath, {"parent": spec.parent, "tag": spec.tag})]
 
 
 def _check_features(spec: PortSpec, datapath: str, features: Features, prefix: str) -> None:
@@ -162,6 +204,11 @@ def plan_ports(
 def _plan_port(spec: PortSpec, bridge: BridgeState, owner: Optional[str], state: HostState,
                features: Mapping[str, Features], prefix: str, move: bool) -> list[Change]:
     _check_not_bridge(state, f"{prefix}.name", spec.name)
+    if bridge.parent is not None and (spec.vlan is not None or spec.trunks is not None):
+        field = "vlan" if spec.vlan is not None else "trunks"
+        raise ConflictError(f"{prefix}.{field}", getattr(spec, field),
+                            f"cannot be set on a port of VLAN network '{bridge.name}': its ports carry VLAN "
+                            f"{bridge.tag} untagged; attach the port to '{bridge.parent}' to tag it yourself")
     _check_features(spec, bridge.datapath, features.get(bridge.datapath, Features()), prefix)
     creatable = bridge.datapath == "userspace" and spec.type in ("tap", "internal")
     if spec.name not in state.links and not creatable and owner is None:
@@ -256,6 +303,8 @@ def _inverse_of(change: Change, state: HostState) -> list[Change]:
     if op == "del_bridge":
         old = state.bridges[name]
         settings = {k: getattr(old, k) for k in ("stp", "forward_delay", "ageing_time", "mtu", "mac")}
+        if old.parent is not None:
+            settings = {"parent": old.parent, "tag": old.tag}
         steps = [Change("add_bridge", name, dp, settings)]
         steps.extend(_readd_port(state, state.ports[p]) for p in old.ports if p in state.ports)
         return steps
