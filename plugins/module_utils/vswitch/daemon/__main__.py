@@ -21,6 +21,7 @@ from typing import Optional
 
 from .. import paths
 from ..errors import VswitchError
+from . import ports
 from .db import StateFile
 from .fdb import DEFAULT_LIMIT
 from .server import LOG_LEVELS, ControlServer, make_methods
@@ -142,6 +143,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 errors += 1
                 if errors <= 100 or errors % 10000 == 0:
                     log.exception("unexpected error handling fd %d (%d so far)", fd, errors)
+        if ports.dirty:
+            ports.flush_dirty()
         if now >= next_tick:
             next_tick = now + 1.0
             switch.tick(now)

@@ -35,7 +35,7 @@ TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN = 0x01, 0x02, 0x04, 0x08
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP, PACKET_MR_PROMISC = 1, 1
-PACKET_RX_RING, PACKET_VERSION, PACKET_VNET_HDR = 5, 10, 15
+PACKET_RX_RING, PACKET_VERSION, PACKET_VNET_HDR, PACKET_TX_RING = 5, 10, 15, 13
 PACKET_QDISC_BYPASS, PACKET_IGNORE_OUTGOING = 20, 23
 TPACKET_V2 = 1
 TP_STATUS_KERNEL, TP_STATUS_USER = 0, 1
@@ -44,9 +44,39 @@ ETH_P_ALL = 0x0003
 _TPACKET2_HDR = struct.Struct("IIIHHIIHH")   # status len snaplen mac net sec nsec vlan_tci vlan_tpid
 _STATUS = struct.Struct("I")
 # One frame per block, big enough for a 64 KiB GSO frame plus the ring's headers.
-RING_FRAME = 65536 + 4096
-RING_FRAMES = int(os.environ.get("VSWITCHD_RING_FRAMES", "64"))
+# Receive ring: small slots, many of them, so bursts of small frames fit (512 frames in 1 MiB).
+# A frame too big for a slot (a GSO super-frame) is copied whole to the socket's receive queue
+# by the kernel (PACKET_COPY_THRESH) and its slot flagged TP_STATUS_COPY: it is read from there.
+RING_FRAME = 2048
+RING_BLOCK = 65536
+RING_FRAMES = int(os.environ.get("VSWITCHD_RING_FRAMES", "512")) // (RING_BLOCK // RING_FRAME) * \
+    (RING_BLOCK // RING_FRAME) or RING_BLOCK // RING_FRAME
+PACKET_COPY_THRESH = 7
+TP_STATUS_COPY = 0x2
+COPY_RCVBUF = 8 * 1024 * 1024
+SO_RCVBUFFORCE = 33
 RX_BUDGET = 256   # frames handled per port per wake-up, so one busy port cannot starve the others
+# Transmit ring: frames are queued in mmap'ed slots and handed to the kernel in batches by one
+# send() (after each batch of the event loop, or every TX_KICK frames). Frames that do not fit
+# a slot (GSO super-frames, jumbo frames) are sent directly, after flushing what is queued so
+# the order on the wire is kept.
+TX_FRAME = 2048
+TX_BLOCK = 65536
+TX_FRAMES = int(os.environ.get("VSWITCHD_TX_FRAMES", "256"))
+TX_DATA = 32                       # TPACKET2_HDRLEN - sizeof(struct sockaddr_ll)
+TX_MAX = TX_FRAME - TX_DATA
+TX_KICK = 64
+TP_STATUS_AVAILABLE, TP_STATUS_SEND_REQUEST, TP_STATUS_WRONG_FORMAT = 0, 1, 4
+_LEN = struct.Struct("I")
+
+# Ports with frames queued in their transmit ring; the event loop flushes them after each batch.
+dirty: list[PacketIO] = []
+
+
+def flush_dirty() -> None:
+    for io in dirty:
+        io.flush()
+    dirty.clear()
 
 _ioctl_sock: Optional[socket.socket] = None
 
@@ -239,8 +269,17 @@ class PacketIO:
             sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
             sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
             sock.setsockopt(SOL_PACKET, PACKET_RX_RING,
-                            struct.pack("IIII", RING_FRAME, RING_FRAMES, RING_FRAME, RING_FRAMES))
-            self.ring = mmap.mmap(sock.fileno(), RING_FRAME * RING_FRAMES, mmap.MAP_SHARED,
+                            struct.pack("IIII", RING_BLOCK, RING_FRAMES * RING_FRAME // RING_BLOCK, RING_FRAME,
+                                        RING_FRAMES))
+            sock.setsockopt(SOL_PACKET, PACKET_COPY_THRESH, 1)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, COPY_RCVBUF)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, COPY_RCVBUF)
+            tx_frames = max(TX_BLOCK // TX_FRAME, TX_FRAMES - TX_FRAMES % (TX_BLOCK // TX_FRAME))
+            sock.setsockopt(SOL_PACKET, PACKET_TX_RING,
+                            struct.pack("IIII", TX_BLOCK, tx_frames * TX_FRAME // TX_BLOCK, TX_FRAME, tx_frames))
+            self.ring = mmap.mmap(sock.fileno(), RING_FRAME * RING_FRAMES + TX_FRAME * tx_frames, mmap.MAP_SHARED,
                                   mmap.PROT_READ | mmap.PROT_WRITE)
             set_up(name)   # before bind: binding to a down device leaves ENETDOWN pending on the socket
             sock.bind((name, ETH_P_ALL))
@@ -251,9 +290,28 @@ class PacketIO:
         except OSError as err:
             sock.close()
             raise BackendError("name", name, f"could not be attached: {err.strerror}") from err
+        # Any send() on a socket with a TX ring transmits the ring, not its argument: frames too big
+        # for a slot go out through a second socket that only sends (protocol 0: it receives nothing).
+        direct = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        try:
+            direct.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+            direct.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+            direct.bind((name, 0))
+            direct.setblocking(False)
+        except OSError as err:
+            direct.close()
+            self.ring.close()
+            sock.close()
+            raise BackendError("name", name, f"could not be attached: {err.strerror}") from err
+        self.direct = direct
         self.sock = sock
         self.mv = memoryview(self.ring)
         self.slot = 0
+        self.big = memoryview(bytearray(MAX_FRAME + VNET))
+        self.tx_base = RING_FRAME * RING_FRAMES
+        self.tx_frames = tx_frames
+        self.tx_slot = 0
+        self.tx_queued = 0
         self.ifindex = index
         port.send = self.send
 
@@ -262,13 +320,50 @@ class PacketIO:
 
     def send(self, frame: memoryview) -> None:
         port = self.port
-        try:
-            self.sock.send(frame)
-        except OSError:
-            port.tx_errors += 1
+        n = len(frame)
+        if n > TX_MAX:
+            if self.tx_queued:
+                self.flush()
+            try:
+                self.direct.send(frame)
+            except OSError:
+                port.tx_errors += 1
+                return
+            port.tx_packets += 1
+            port.tx_bytes += n - VNET
             return
+        ring = self.ring
+        off = self.tx_base + self.tx_slot * TX_FRAME
+        status = _LEN.unpack_from(ring, off)[0]
+        if status != TP_STATUS_AVAILABLE:
+            if status & TP_STATUS_WRONG_FORMAT:      # the kernel refused the frame queued here earlier
+                port.tx_errors += 1
+            else:
+                self.flush()
+                if _LEN.unpack_from(ring, off)[0] & TP_STATUS_SEND_REQUEST:   # ring full: the link is slower
+                    port.tx_errors += 1
+                    return
+        ring[off + TX_DATA:off + TX_DATA + n] = frame
+        _LEN.pack_into(ring, off + 4, n)
+        _LEN.pack_into(ring, off, TP_STATUS_SEND_REQUEST)
+        self.tx_slot = self.tx_slot + 1 if self.tx_slot + 1 < self.tx_frames else 0
         port.tx_packets += 1
-        port.tx_bytes += len(frame) - VNET
+        port.tx_bytes += n - VNET
+        self.tx_queued += 1
+        if self.tx_queued == 1:
+            dirty.append(self)
+        elif self.tx_queued >= TX_KICK:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand every queued frame of the transmit ring to the kernel (one syscall)."""
+        if not self.tx_queued:
+            return
+        self.tx_queued = 0
+        try:
+            self.sock.send(b"", socket.MSG_DONTWAIT)
+        except OSError as err:
+            log.debug("port %s: transmit ring flush: %s", self.name, err)
 
     def receive(self, now: float) -> None:
         port = self.port
@@ -286,8 +381,7 @@ class PacketIO:
             if not status & TP_STATUS_USER:
                 break
             if snap < length:
-                port.rx_packets += 1
-                port.drops["truncated"] += 1
+                self._receive_copy(status, tci, tpid, now)
             elif status & TP_STATUS_VLAN_VALID:
                 if status & TP_STATUS_VLAN_TPID_VALID and tpid == TPID_8021AD:
                     port.rx_packets += 1
@@ -302,6 +396,28 @@ class PacketIO:
             slot = slot + 1 if slot + 1 < RING_FRAMES else 0
         self.slot = slot
 
+    def _receive_copy(self, status: int, tci: int, tpid: int, now: float) -> None:
+        """A frame bigger than a ring slot: the whole of it waits on the socket's receive queue."""
+        port = self.port
+        n = 0
+        if status & TP_STATUS_COPY:
+            try:
+                n = self.sock.recv_into(self.big)
+            except OSError:
+                n = 0
+        if not n:
+            port.rx_packets += 1
+            port.drops["truncated"] += 1
+            return
+        if status & TP_STATUS_VLAN_VALID:
+            if status & TP_STATUS_VLAN_TPID_VALID and tpid == TPID_8021AD:
+                port.rx_packets += 1
+                port.drops["bad_vlan"] += 1
+                return
+            port.bridge.input(port, self.big, n, tci, now)
+        else:
+            port.bridge.input(port, self.big, n, -1, now)
+
     def healthy(self) -> bool:
         """After an error event: clear it; the port is only lost if its device is gone.
 
@@ -315,9 +431,12 @@ class PacketIO:
 
     def close(self) -> None:
         if self.sock.fileno() >= 0:
+            if self in dirty:
+                dirty.remove(self)
             self.mv.release()
             self.ring.close()
             self.sock.close()
+            self.direct.close()
 
 
 def open_io(name: str, kind: str, port: Port, *, mtu: Optional[int] = None, mac: Optional[str] = None

@@ -123,7 +123,7 @@ class Switch:
                     created[name] = run
             if new != old:
                 self.db.save(new)
-        except (VswitchError, OSError) as err:
+        except Exception as err:  # noqa: BLE001 - whatever failed, undo what was prepared
             for run in [*created.values(), *internals.values()]:
                 if run.io is not None:
                     run.io.close()
