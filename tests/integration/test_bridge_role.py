@@ -304,6 +304,46 @@ def test_static_move_check_mode_first_persists_networkd_and_is_idempotent(net):
     assert rc == 0 and stats["changed"] == 0, out
 
 
+DEBIAN_INTERFACES = """# interfaces(5) file used by ifup(8) and ifdown(8)
+source /etc/network/interfaces.d/*
+
+auto lo
+iface lo inet loopback
+
+allow-hotplug eth0
+iface eth0 inet static
+    address 10.77.0.50/24
+    gateway 10.77.0.1
+
+allow-hotplug eth1
+iface eth1 inet dhcp
+"""
+
+
+def test_ifupdown_host_detected_uplink_stanza_retired_and_idempotent(net):
+    """A Debian ifupdown host (detected): the bridge's stanza is written, eth0's own is retired, eth1 kept."""
+    interfaces = net.root / "etc" / "network" / "interfaces"
+    interfaces.parent.mkdir(parents=True)
+    interfaces.write_text(DEBIAN_INTERFACES)
+    (net.root / "sbin").mkdir()
+    (net.root / "sbin" / "ifup").write_text("")
+    overrides = {"bridge_bootproto": "static", "bridge_address": f"{HOST_IP}/24", "bridge_gateway": GATEWAY,
+                 "bridge_dns": [GATEWAY], "bridge_dns_search": ["lab.example"]}
+    rc, out, stats = net.play(**overrides)
+    assert rc == 0, out
+    assert_ip_on_bridge(net, dhcp=False)
+    written = {name: text for name, text in persisted(net.root, "etc/network").items()
+               if name.startswith("interfaces.d/")}
+    assert written == golden("lab_static", "ifupdown")
+    text = interfaces.read_text()
+    assert "iface eth0" not in text.replace("# openvif", "") and "\n    address 10.77.0.50/24" not in text, text
+    assert "# allow-hotplug eth0  (openvif.vswitch.bridge: brought up by xenbr0)" in text, text
+    assert "allow-hotplug eth1\niface eth1 inet dhcp\n" in text and "source /etc/network/interfaces.d/*" in text
+    rc, out, stats = net.play(**overrides)
+    assert rc == 0 and stats["changed"] == 0, out
+    assert interfaces.read_text() == text
+
+
 def assert_rolled_back(net: PhysicalNetwork, before: dict) -> None:
     assert net.addressing() == before
     assert net.reachable(), "the host is not reachable at its previous address after the rollback"
@@ -417,4 +457,9 @@ def test_bad_input_fails_before_touching_the_host(net):
     assert result.get("failed") and result["error"]["field"] == "gateway", result
     result = net.module(uplink="nosuch0")
     assert result.get("failed") and result["error"]["field"] == "uplink", result
+    rc, out, _ = net.play(bridge_bootproto="bootp", bridge_persist_format="ifcfg")
+    assert rc != 0 and "bridge_bootproto" in out and "bootp" in out, out  # meta/argument_specs.yml
+    rc, out, _ = net.play(bridge_bootproto="static", bridge_address="10.77.0.0/24", bridge_persist_format="ifcfg")
+    assert rc != 0 and "network address" in out, out
     assert net.addressing() == before
+    assert not (net.root / "etc").exists() and not (net.state_dir / "xenbr0" / "journal.json").exists()
