@@ -256,3 +256,14 @@ def test_mac_flood_keeps_fdb_bounded_and_known_hosts_unicast():
         sw.rx("attacker", frame(BCAST, f"02:aa:00:00:{i >> 8 & 0xFF:02x}:{i & 0xFF:02x}"))
     assert len(sw.bridge.fdb) == 64
     assert sent_to(sw.rx("b", frame(H1, H2))) == {"a"}
+
+
+def test_the_largest_frame_a_port_can_deliver_still_gets_its_tag():
+    from vswitch.daemon.datapath import MAX_FRAME
+    sw = Switch(mtu=1500)
+    sw.add("a", vlan=10)
+    sw.add("t", trunks=(10,))
+    gso = struct.pack("<BBHHHH", 1, 4, 54, 1448, 34, 16)
+    data = frame(BCAST, H1, payload=b"g" * (MAX_FRAME - 14), vnet=gso)
+    out = sw.rx("a", data)
+    assert out["t"][0]["vlan"] == 10 and len(out["t"][0]["payload"]) == MAX_FRAME - 14

@@ -106,8 +106,8 @@ class Bridge:
         self._flood: dict[int, tuple[Port, ...]] = {}
         self._promisc: dict[int, tuple[Port, ...]] = {}
         # Scratch buffers for frames that need a tag pushed or popped (preallocated, reused).
-        self._tagged = bytearray(MAX_FRAME + 8)
-        self._untagged = bytearray(MAX_FRAME + 8)
+        self._tagged = bytearray(MAX_FRAME + VNET + 8)
+        self._untagged = bytearray(MAX_FRAME + VNET + 8)
         self._tagged_mv = memoryview(self._tagged)
         self._untagged_mv = memoryview(self._untagged)
 

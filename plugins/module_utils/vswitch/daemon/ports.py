@@ -133,6 +133,17 @@ def set_mac(name: str, mac: str) -> None:
     fcntl.ioctl(_sock(), SIOCSIFHWADDR, _ifreq(name, "H6s", ARPHRD_ETHER, raw))
 
 
+_frame_errors = 0
+
+
+def _frame_error(port: Port) -> None:
+    global _frame_errors
+    _frame_errors += 1
+    port.tx_errors += 1
+    if _frame_errors <= 10 or _frame_errors % 100000 == 0:
+        log.exception("port %s: error forwarding a frame (%d so far)", port.name, _frame_errors)
+
+
 class _Closer:
     """Closes TAP file descriptors on worker threads.
 
@@ -235,7 +246,10 @@ class TapIO:
                 return
             if not n:
                 return
-            forward(port, mv, n, -1, now)
+            try:
+                forward(port, mv, n, -1, now)
+            except Exception:  # noqa: BLE001 - a frame that trips a bug is lost, not the port
+                _frame_error(port)
 
     def healthy(self) -> bool:
         return True
@@ -380,18 +394,21 @@ class PacketIO:
             status, length, snap, mac, _net, _s, _ns, tci, tpid = unpack(ring, off)
             if not status & TP_STATUS_USER:
                 break
-            if snap < length:
-                self._receive_copy(status, tci, tpid, now)
-            elif status & TP_STATUS_VLAN_VALID:
-                if status & TP_STATUS_VLAN_TPID_VALID and tpid == TPID_8021AD:
-                    port.rx_packets += 1
-                    port.drops["bad_vlan"] += 1
+            try:
+                if snap < length:
+                    self._receive_copy(status, tci, tpid, now)
+                elif status & TP_STATUS_VLAN_VALID:
+                    if status & TP_STATUS_VLAN_TPID_VALID and tpid == TPID_8021AD:
+                        port.rx_packets += 1
+                        port.drops["bad_vlan"] += 1
+                    else:
+                        start = off + mac - VNET
+                        forward(port, mv[start:start + VNET + snap], VNET + snap, tci, now)
                 else:
                     start = off + mac - VNET
-                    forward(port, mv[start:start + VNET + snap], VNET + snap, tci, now)
-            else:
-                start = off + mac - VNET
-                forward(port, mv[start:start + VNET + snap], VNET + snap, -1, now)
+                    forward(port, mv[start:start + VNET + snap], VNET + snap, -1, now)
+            except Exception:  # noqa: BLE001 - a frame that trips a bug is lost; the ring must go on
+                _frame_error(port)
             release(ring, off, TP_STATUS_KERNEL)
             slot = slot + 1 if slot + 1 < RING_FRAMES else 0
         self.slot = slot
