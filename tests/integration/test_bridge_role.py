@@ -449,6 +449,25 @@ def test_controller_killed_without_confirming_rolls_back(net):
     assert_rolled_back(net, before)
 
 
+def test_stp_mtu_and_own_mac_through_the_module(net):
+    """STP on (the move waits 2 x forward delay for the port to forward), MTU on both links, MAC not pinned."""
+    started = time.monotonic()
+    result = net.module(bootproto="static", address=f"{HOST_IP}/24", gateway=GATEWAY, stp=True, forward_delay=2,
+                        mtu=1400, move_mac=False)
+    assert result["changed"] and result["phase"] == "verified", result
+    assert time.monotonic() - started >= 4, "the port cannot forward before 2 x forward_delay with STP"
+    confirmed = net.module(step="confirm", token=result["token"])
+    assert confirmed["changed"] and confirmed["phase"] == "committed", confirmed
+    bridge = json.loads(sh("ip", "-n", net.host, "-d", "-j", "link", "show", "xenbr0").stdout)[0]
+    eth0 = json.loads(sh("ip", "-n", net.host, "-j", "link", "show", "eth0").stdout)[0]
+    assert bridge["linkinfo"]["info_data"]["stp_state"] == 1 and bridge["linkinfo"]["info_data"]["forward_delay"] == 200
+    assert bridge["mtu"] == eth0["mtu"] == 1400
+    assert net.reachable()
+    again = net.module(bootproto="static", address=f"{HOST_IP}/24", gateway=GATEWAY, stp=True, forward_delay=2,
+                       mtu=1400, move_mac=False)
+    assert again["changed"] is False and not again["pending"], again
+
+
 def test_bad_input_fails_before_touching_the_host(net):
     before = net.addressing()
     result = net.module(bootproto="static", address="10.77.0.50", gateway="10.77.0.1")
