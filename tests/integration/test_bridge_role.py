@@ -423,6 +423,27 @@ def test_supervisor_killed_the_applier_takes_over_and_rolls_back(net):
     assert_rolled_back(net, before)
 
 
+def test_both_guard_processes_killed_the_next_run_restores_first(net):
+    """kill -9 of supervisor and applier: nobody is left on the host; the next run restores before acting."""
+    before = net.addressing()
+    args = {"bootproto": "static", "address": f"{HOST_IP}/24", "gateway": GATEWAY, "rollback_timeout": 600}
+    first = net.module(**args)
+    assert first["pending"], first
+    data = net.journal()
+    for pid in (data["applier_pid"], data["supervisor_pid"]):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{data['supervisor_pid']}").exists()
+             and not Path(f"/proc/{data['applier_pid']}").exists())
+    assert net.journal()["phase"] == "verified"  # stuck: the orphaned change would stay forever
+    second = net.module(**{**args, "rollback_timeout": 10})
+    assert second["recovered"] == {"token": first["token"], "phase": "rolled_back",
+                                   "reason": "the previous transaction's guard was gone before it finished"}, second
+    assert second["pending"] and second["token"] != first["token"]
+    data = wait_journal(net, lambda d: d.get("phase") in ("committed", "rolled_back", "restore_failed"), 30)
+    assert data["phase"] == "rolled_back", data
+    assert_rolled_back(net, before)
+
+
 def test_controller_killed_without_confirming_rolls_back(net):
     """kill -9 of Ansible itself (module and controller) mid-change: nobody confirms, the host restores."""
     before = net.addressing()
