@@ -188,12 +188,27 @@ class _Closer:
 closer = _Closer()
 
 
+def _no_ipv6(name: str) -> None:
+    """Keep the host's IPv6 stack off a VM's TAP.
+
+    The host does not talk on a VIF; left on, every TAP brought up sends router
+    solicitations, MLD reports and DAD probes that the switch must flood to every port
+    of the VLAN: with 1,000 ports on one VLAN that is a million frames at start-up.
+    """
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w", encoding="ascii") as handle:
+            handle.write("1")
+    except OSError:
+        pass   # no IPv6 on this host: nothing to silence
+
+
 class TapIO:
     """A TAP device this daemon creates and owns; it disappears when the daemon exits."""
 
     kind = "tap"
 
-    def __init__(self, name: str, port: Port, *, mtu: Optional[int] = None, mac: Optional[str] = None) -> None:
+    def __init__(self, name: str, port: Port, *, mtu: Optional[int] = None, mac: Optional[str] = None,
+                 host_stack: bool = True) -> None:
         closer.wait_for(name)
         if ifindex(name):
             raise ConflictError("name", name, "already exists as a network device on this host; a tap or "
@@ -208,6 +223,8 @@ class TapIO:
                 set_mac(name, mac)
             if mtu:
                 set_mtu(name, mtu)
+            if not host_stack:
+                _no_ipv6(name)
             set_up(name)
         except OSError as err:
             os.close(fd)
@@ -460,4 +477,4 @@ def open_io(name: str, kind: str, port: Port, *, mtu: Optional[int] = None, mac:
             ) -> TapIO | PacketIO:
     if kind == "system":
         return PacketIO(name, port)
-    return TapIO(name, port, mtu=mtu, mac=mac)
+    return TapIO(name, port, mtu=mtu, mac=mac, host_stack=kind == "internal")
