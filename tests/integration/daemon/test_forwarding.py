@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import RAWFRAME, Capture, ch, mac_of, send_raw, star
+from vswitchd_lab import RAWFRAME, Capture, ch, mac_of, send_raw, star
 
 pytestmark = pytest.mark.integration
 BCAST = b"\xff" * 6

@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ENV, ch, mac_of, star
 from vswitch.daemon.config import Config, apply_changes
 from vswitch.errors import NotFoundError
 from vswitch.host import Host
 from vswitch.model import BridgeSpec, Change, HostState, PortSpec
 from vswitch.plan import plan_bridge, plan_ports
 from vswitch.userspace import FEATURES, UserspaceBackend
+from vswitchd_lab import ENV, ch, mac_of, star
 
 pytestmark = pytest.mark.integration
 

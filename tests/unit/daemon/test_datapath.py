@@ -3,8 +3,8 @@ from __future__ import annotations
 import struct
 
 import pytest
-from frames import VNET, Wire, frame, mac, parse
 from vswitch.daemon.datapath import Bridge, Port
+from vswitchd_frames import VNET, Wire, frame, mac, parse
 
 BCAST = "ff:ff:ff:ff:ff:ff"
 H1, H2, H3, H4 = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03", "02:00:00:00:00:04"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import MODULE_UTILS
+from vswitchd_frames import MODULE_UTILS
 
 
 def test_sd_notify_ready_watchdog_and_clean_stop(tmp_path):

@@ -10,10 +10,10 @@ import sys
 import time
 
 import pytest
-from conftest import MODULE_UTILS
 from vswitch.daemon.server import MAX_CONNECTIONS, handle_request, vlog_list, vlog_set
 from vswitch.errors import NotFoundError, ValidationError
 from vswitch.rpc import Client, DaemonUnavailable
+from vswitchd_frames import MODULE_UTILS
 
 
 def methods():

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 VNET = 10
+MODULE_UTILS = Path(__file__).resolve().parents[3] / "plugins" / "module_utils"
 
 
 def mac(text: str) -> bytes:
