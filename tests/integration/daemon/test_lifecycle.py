@@ -212,3 +212,47 @@ def test_userspace_backend_drives_the_daemon_with_the_planner(netlab, vswitchd):
                        Change("add_port", "ghost0", "userspace", {"bridge": "xenbr0", "type": "system"})])
     assert "vif50.0" not in backend.read().ports and "vif50.0" not in links(netlab, sw)
     assert backend.fdb("xenbr0") is not None
+
+
+def test_a_system_port_whose_device_goes_away_comes_back_with_it(netlab, vswitchd):
+    """A Xen VIF (vif<domid>.<devid>) is destroyed when its VM stops and re-created when it boots."""
+    sw = netlab.ns("sw")
+    h1, h2 = star(netlab, sw, 2)
+    d = vswitchd(sw)
+    d.transact(ch("add_bridge", "br0"), ch("add_port", "p1", bridge="br0", vlan=7),
+               ch("add_port", "p2", bridge="br0", vlan=7))
+    assert netlab.ping_until(h1, "10.0.0.2")
+    vm_mac = mac_of(netlab, h2, "eth0")
+    netlab.run(sw, "ip", "link", "del", "p2")            # the VM went away
+    deadline = time.monotonic() + 10
+    while d.call("get_state")["ports"]["p2"]["status"] == "ok":
+        assert time.monotonic() < deadline, "the port never noticed its device was gone"
+        time.sleep(0.1)
+    assert d.call("get_state")["ports"]["p2"]["vlan"] == 7, "the port stays configured"
+    netlab.link(sw, "p2", h2, "eth0", up=False)          # ... and came back, with its MAC
+    netlab.run(h2, "ip", "link", "set", "eth0", "address", vm_mac, "up")
+    netlab.run(h2, "ip", "addr", "add", "10.0.0.2/24", "dev", "eth0")
+    deadline = time.monotonic() + 15
+    while d.call("get_state")["ports"]["p2"]["status"] != "ok":
+        assert time.monotonic() < deadline, "the port was not re-attached"
+        time.sleep(0.2)
+    assert netlab.ping_until(h1, "10.0.0.2")
+
+
+def test_a_thousand_ports_in_one_transaction_and_back_after_restart(netlab, vswitchd):
+    sw = netlab.ns("sw")
+    d = vswitchd(sw)
+    names = [f"vif{i}.0" for i in range(1, 1001)]
+    started = time.monotonic()
+    assert d.ctl("add-br", "xenbr0").returncode == 0
+    r = d.ctl("add-ports", "xenbr0", *names, "--type", "tap")
+    assert r.returncode == 0, r.stderr
+    assert set(d.call("get_state")["ports"]) == set(names)
+    assert set(names) <= links(netlab, sw)
+    assert d.stop() == 0
+    d.start()
+    assert len(d.call("get_state")["ports"]) == 1000
+    assert set(names) <= links(netlab, sw)
+    d.transact(ch("del_bridge", "xenbr0"))
+    # Not a benchmark (bench/ measures); a bound that catches a start-up storm or quadratic work.
+    assert time.monotonic() - started < 60
