@@ -9,6 +9,7 @@ SIGTERM/SIGINT, after which the socket is removed and every TAP closed.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import select
@@ -108,6 +109,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except VswitchError as err:
         log.critical("cannot start: %s", err.message)
         return 1
+    gc.freeze()   # what start-up built (bridges, ports, buffers) is never garbage: keep it out of GC scans
     info = {"version": VERSION, "pid": os.getpid(), "state_file": switch.db.path, "socket": args.socket}
     try:
         server = ControlServer(args.socket, make_methods(switch, time.monotonic, info), register,
