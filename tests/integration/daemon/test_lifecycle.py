@@ -36,25 +36,37 @@ def saved(daemon) -> dict:
 
 def test_restart_restores_every_bridge_and_port_and_traffic_flows(netlab, vswitchd):
     sw = netlab.ns("sw")
-    h1, h2 = star(netlab, sw, 2)
+    h1, h2, h3 = star(netlab, sw, 3)
     d = vswitchd(sw)
     d.transact(ch("add_bridge", "xenbr0", ageing_time=120, mtu=1500), ch("add_bridge", "xapi1"),
                ch("add_port", "p1", bridge="xenbr0", vlan=10), ch("add_port", "p2", bridge="xenbr0", vlan=10),
                ch("add_port", "vif3.0", bridge="xenbr0", type="tap", trunks=[10, 20], native_vlan=10,
                   mac="00:16:3e:00:00:03", promiscuous=True),
-               ch("add_port", "vif4.0", bridge="xapi1", type="tap"))
+               ch("add_port", "vif4.0", bridge="xapi1", type="tap"), ch("add_port", "p3", bridge="xenbr0"))
     assert netlab.ping_until(h1, "10.0.0.2")
+    netlab.run(sw, "ip", "addr", "add", "10.0.0.254/24", "dev", "xenbr0")   # the host's IP on the bridge
+    assert netlab.ping_until(sw, "10.0.0.3"), "the host reaches an untagged port through the internal port"
     before = d.call("get_state")
     bridge_mac = mac_of(netlab, sw, "xenbr0")
     assert d.stop() == 0, "SIGTERM is a clean shutdown"
     assert not d.socket.exists()
-    assert not {"xenbr0", "xapi1", "vif3.0", "vif4.0"} & links(netlab, sw), "TAPs go with the daemon"
+    assert {"xenbr0", "xapi1", "vif3.0", "vif4.0"} <= links(netlab, sw), "VIFs and the internal port outlive it"
     d.start()
     after = d.call("get_state")
     assert after["bridges"] == before["bridges"] and after["ports"] == before["ports"]
+    assert all(p["status"] == "ok" for p in after["ports"].values())
     assert {"xenbr0", "xapi1", "vif3.0", "vif4.0"} <= links(netlab, sw)
     assert mac_of(netlab, sw, "xenbr0") == bridge_mac, "the bridge's MAC is stable across restarts"
+    assert "10.0.0.254/24" in netlab.run(sw, "ip", "-o", "addr", "show", "dev", "xenbr0").stdout, \
+        "the host's IP on the bridge survives a restart"
     assert netlab.ping_until(h1, "10.0.0.2")
+    assert netlab.ping_until(sw, "10.0.0.3"), "the re-attached internal port forwards"
+    # Deleting is what removes the devices.
+    d.transact(ch("del_bridge", "xapi1"), ch("del_port", "vif3.0", bridge="xenbr0"))
+    deadline = time.monotonic() + 10
+    while {"xapi1", "vif3.0", "vif4.0"} & links(netlab, sw):
+        assert time.monotonic() < deadline, "deleted ports' TAPs stayed"
+        time.sleep(0.1)
 
 
 def test_kill_9_mid_transaction_leaves_old_or_new_state_and_restart_restores(netlab, vswitchd):
@@ -91,7 +103,9 @@ def test_kill_9_mid_transaction_leaves_old_or_new_state_and_restart_restores(net
             == on_disk["ports"]
         assert all(p["status"] == "ok" for p in state["ports"].values())
         present = links(netlab, sw)
-        assert all((name in present) == (name in on_disk["ports"]) for name in batch)
+        # Every configured TAP is there; TAPs a killed transaction made before its commit may linger
+        # (they are persistent) and are taken over when the transaction is retried.
+        assert all(name in present for name in batch if name in on_disk["ports"])
         assert not [n for n in os.listdir(d.state_file.parent) if n.endswith(".tmp")], "stale temp files removed"
     print(f"kill -9 outcomes: {outcomes}")
     assert netlab.ping_until(h1, "10.0.0.2"), "traffic flows after the last restart"

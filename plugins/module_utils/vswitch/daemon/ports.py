@@ -29,7 +29,7 @@ SIOCGIFMTU, SIOCSIFMTU = 0x8921, 0x8922
 SIOCSIFHWADDR, SIOCGIFHWADDR = 0x8924, 0x8927
 IFF_UP = 0x1
 ARPHRD_ETHER = 1
-TUNSETIFF, TUNSETOFFLOAD = 0x400454CA, 0x400454D0
+TUNSETIFF, TUNSETOFFLOAD, TUNSETPERSIST = 0x400454CA, 0x400454D0, 0x400454CB
 IFF_TAP, IFF_NO_PI, IFF_VNET_HDR = 0x0002, 0x1000, 0x4000
 TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN = 0x01, 0x02, 0x04, 0x08
 
@@ -203,32 +203,50 @@ def _no_ipv6(name: str) -> None:
 
 
 class TapIO:
-    """A TAP device this daemon creates and owns; it disappears when the daemon exits."""
+    """A persistent TAP device this daemon creates, or takes over after a restart.
+
+    TAPs are made persistent (TUNSETPERSIST) so they outlive the daemon: a restart or a
+    crash leaves every VIF and the bridge's internal port (with the host's IP addresses on
+    it) in place, and the next start re-attaches to them instead of re-creating them.
+    Only deleting the port (or its bridge) removes the device.
+    """
 
     kind = "tap"
 
     def __init__(self, name: str, port: Port, *, mtu: Optional[int] = None, mac: Optional[str] = None,
                  host_stack: bool = True) -> None:
         closer.wait_for(name)
-        if ifindex(name):
-            raise ConflictError("name", name, "already exists as a network device on this host; a tap or "
-                                              "internal port is created by vswitchd and needs a free name")
+        self.adopted = bool(ifindex(name))
         self.name = name
         self.port = port
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR))
+        except OSError as err:
+            os.close(fd)
+            if self.adopted:
+                raise ConflictError("name", name, "already exists as a network device on this host and is not a "
+                                                  "free TAP vswitchd can take over; a tap or internal port needs a "
+                                                  f"free name ({err.strerror})") from err
+            raise BackendError("name", name, f"could not be created as a TAP device: {err.strerror}") from err
+        try:
+            fcntl.ioctl(fd, TUNSETPERSIST, 1)
             fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)
-            if mac:
+            if mac and get_mac(name) != mac:
                 set_mac(name, mac)
-            if mtu:
+            if mtu and get_mtu(name) != mtu:
                 set_mtu(name, mtu)
             if not host_stack:
                 _no_ipv6(name)
             set_up(name)
         except OSError as err:
+            if not self.adopted:
+                try:
+                    fcntl.ioctl(fd, TUNSETPERSIST, 0)
+                except OSError:
+                    pass
             os.close(fd)
-            raise BackendError("name", name, f"could not be created as a TAP device: {err.strerror}") from err
+            raise BackendError("name", name, f"could not be set up as a TAP device: {err.strerror}") from err
         self.fd = fd
         self.file = FileIO(fd, "rb", closefd=False)
         self.buf = bytearray(MAX_FRAME + VNET)
@@ -271,10 +289,18 @@ class TapIO:
     def healthy(self) -> bool:
         return True
 
-    def close(self) -> None:
+    def close(self, keep: bool = False) -> None:
+        """Detach; ``keep`` leaves the device in place (daemon shutdown), otherwise it is deleted."""
         if self.fd >= 0:
             self.file.close()
-            closer.close(self.name, self.fd)
+            if keep:
+                os.close(self.fd)
+            else:
+                try:
+                    fcntl.ioctl(self.fd, TUNSETPERSIST, 0)
+                except OSError as err:
+                    log.warning("port %s: could not clear TUNSETPERSIST: %s", self.name, err)
+                closer.close(self.name, self.fd)
             self.fd = -1
 
 
@@ -463,7 +489,7 @@ class PacketIO:
             log.debug("port %s: socket error %s", self.name, os.strerror(err))
         return ifindex(self.name) == self.ifindex
 
-    def close(self) -> None:
+    def close(self, keep: bool = False) -> None:
         if self.sock.fileno() >= 0:
             if self in dirty:
                 dirty.remove(self)

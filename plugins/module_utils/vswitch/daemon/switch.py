@@ -126,7 +126,7 @@ class Switch:
         except Exception as err:  # noqa: BLE001 - whatever failed, undo what was prepared
             for run in [*created.values(), *internals.values()]:
                 if run.io is not None:
-                    run.io.close()
+                    run.io.close(keep=getattr(run.io, "adopted", False))
             for step in reversed(undo):
                 try:
                     step()
@@ -221,7 +221,7 @@ class Switch:
         self._close_io(run)
         run.status = why
 
-    def _close_io(self, run: RunPort) -> None:
+    def _close_io(self, run: RunPort, keep: bool = False) -> None:
         if run.port.bridge is not None:
             run.port.bridge.detach(run.port)
         if run.io is not None:
@@ -229,18 +229,18 @@ class Switch:
                 self._unregister(run.io.fileno())
             except (OSError, ValueError):
                 pass
-            run.io.close()
+            run.io.close(keep=keep)
             run.io = None
             run.port.send = run.port._no_io
 
-    def _drop_port(self, name: str) -> None:
+    def _drop_port(self, name: str, keep: bool = False) -> None:
         run = self.ports.pop(name)
-        self._close_io(run)
+        self._close_io(run, keep)
 
-    def _drop_bridge(self, name: str) -> None:
+    def _drop_bridge(self, name: str, keep: bool = False) -> None:
         run = self.internal.pop(name, None)
         if run is not None:
-            self._close_io(run)
+            self._close_io(run, keep)
         self.bridges.pop(name, None)
 
     # -- housekeeping (called from the main loop about once a second) --------------------------------
@@ -264,10 +264,11 @@ class Switch:
                 self._commit_port(name, run, spec)
 
     def close(self) -> None:
+        """Shut down: detach from every device but leave the TAPs in place for the next start."""
         for name in list(self.ports):
-            self._drop_port(name)
+            self._drop_port(name, keep=True)
         for name in list(self.internal):
-            self._drop_bridge(name)
+            self._drop_bridge(name, keep=True)
         netdev.closer.drain()
 
     # -- reporting --------------------------------------------------------------------------------------
