@@ -189,17 +189,46 @@ closer = _Closer()
 
 
 def _no_ipv6(name: str) -> None:
-    """Keep the host's IPv6 stack off a VM's TAP.
+    """Keep the host's IPv6 stack quiet on a VM's TAP.
 
-    The host does not talk on a VIF; left on, every TAP brought up sends router
+    The host does not talk on a VIF; left alone, every TAP brought up sends router
     solicitations, MLD reports and DAD probes that the switch must flood to every port
     of the VLAN: with 1,000 ports on one VLAN that is a million frames at start-up.
+    Netlink (addr_gen_mode none: no link-local address, so nothing to announce) works
+    under systemd's ProtectKernelTunables; /proc/sys is the fallback.
     """
+    index = ifindex(name)
+    if index and _addr_gen_mode_none(index):
+        return
     try:
         with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w", encoding="ascii") as handle:
             handle.write("1")
     except OSError:
         pass   # no IPv6 on this host: nothing to silence
+
+
+RTM_SETLINK, NLM_F_REQUEST, NLM_F_ACK, NLMSG_ERROR = 19, 0x1, 0x4, 0x2
+IFLA_AF_SPEC, IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE, NLA_F_NESTED = 26, 8, 1, 0x8000
+
+
+def _addr_gen_mode_none(index: int) -> bool:
+    """RTM_SETLINK ifindex: IFLA_AF_SPEC { AF_INET6 { IFLA_INET6_ADDR_GEN_MODE = none } }; True if acked."""
+    mode = struct.pack("HHB3x", 5, IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE)
+    inet6 = struct.pack("HH", 4 + len(mode), socket.AF_INET6 | NLA_F_NESTED) + mode
+    spec = struct.pack("HH", 4 + len(inet6), IFLA_AF_SPEC | NLA_F_NESTED) + inet6
+    body = struct.pack("BxHiII", socket.AF_UNSPEC, 0, index, 0, 0) + spec
+    message = struct.pack("IHHII", 16 + len(body), RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, 1, 0) + body
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as nl:
+            nl.settimeout(2)
+            nl.send(message)
+            reply = nl.recv(4096)
+    except OSError:
+        return False
+    if len(reply) < 20:
+        return False
+    _length, kind = struct.unpack_from("IH", reply)
+    return kind == NLMSG_ERROR and struct.unpack_from("i", reply, 16)[0] == 0
 
 
 class TapIO:
