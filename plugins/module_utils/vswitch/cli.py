@@ -47,7 +47,8 @@ def cmd_show(client: Client, args: argparse.Namespace) -> str:
     stats = {(r["bridge"], r["port"]): r for r in client.call("port_stats")} if args.stats else {}
     lines = []
     for name, bridge in state["bridges"].items():
-        lines.append(f'Bridge {name}')
+        lines.append(f'Bridge {name}' + (f' (VLAN {bridge["tag"]} on {bridge["parent"]})'
+                                          if bridge.get("parent") else ""))
         lines.append(f'    datapath: userspace, mac: {bridge["mac"]}, mtu: {bridge["mtu"]}, '
                      f'ageing: {bridge["ageing_time"]}s' + ("" if bridge["status"] == "ok"
                                                             else f', status: {bridge["status"]}'))
@@ -95,13 +96,13 @@ def cmd_port_to_br(client: Client, args: argparse.Namespace) -> str:
 
 
 def cmd_br_to_vlan(client: Client, args: argparse.Namespace) -> str:
-    _require_bridge(_state(client), args.bridge)
-    return "0"   # every vswitchd bridge is a real bridge (no fake VLAN bridges yet)
+    bridge = _require_bridge(_state(client), args.bridge)
+    return str(bridge.get("tag") or 0)   # 0: a real bridge, as ovs-vsctl answers
 
 
 def cmd_br_to_parent(client: Client, args: argparse.Namespace) -> str:
-    _require_bridge(_state(client), args.bridge)
-    return args.bridge
+    bridge = _require_bridge(_state(client), args.bridge)
+    return bridge.get("parent") or args.bridge
 
 
 def cmd_add_br(client: Client, args: argparse.Namespace) -> str:
@@ -114,8 +115,12 @@ def cmd_add_br(client: Client, args: argparse.Namespace) -> str:
     if args.bridge in state["ports"]:
         raise CliError(f"cannot create a bridge named {args.bridge} because a port named {args.bridge} already "
                        f"exists on bridge {state['ports'][args.bridge]['bridge']}")
-    client.call("transact", {"changes": [_change("add_bridge", args.bridge,
-                                                 ageing_time=args.ageing, mtu=args.mtu, mac=args.mac)]})
+    if (args.parent is None) != (args.vlan is None):
+        raise CliError("add-br: a VLAN bridge needs both PARENT and VLAN (add-br BRIDGE PARENT VLAN)")
+    settings = {"ageing_time": args.ageing, "mtu": args.mtu, "mac": args.mac}
+    if args.parent is not None:
+        settings = {"parent": args.parent, "tag": args.vlan}
+    client.call("transact", {"changes": [_change("add_bridge", args.bridge, **settings)]})
     return ""
 
 
@@ -298,8 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     verb("port-to-br", cmd_port_to_br, "the bridge PORT belongs to").add_argument("port")
     verb("br-to-vlan", cmd_br_to_vlan, "VLAN of BRIDGE (0: not a VLAN bridge)").add_argument("bridge")
     verb("br-to-parent", cmd_br_to_parent, "parent of BRIDGE (itself)").add_argument("bridge")
-    p = verb("add-br", cmd_add_br, "create BRIDGE")
+    p = verb("add-br", cmd_add_br, "create BRIDGE, or BRIDGE as VLAN network VLAN on PARENT")
     p.add_argument("bridge")
+    p.add_argument("parent", nargs="?")
+    p.add_argument("vlan", nargs="?", type=int)
     p.add_argument("--may-exist", action="store_true", default=argparse.SUPPRESS)
     p.add_argument("--ageing", type=int)
     p.add_argument("--mtu", type=int)

@@ -34,7 +34,7 @@ class UserspaceBackend:
             name: BridgeState(name=name, datapath="userspace", stp=bool(b["stp"]),
                               forward_delay=float(b["forward_delay"]), ageing_time=int(b["ageing_time"]),
                               mtu=int(b["mtu"]), mac=b.get("mac") or "", uplink=b.get("uplink"),
-                              ports=tuple(sorted(b.get("ports", ()))))
+                              ports=tuple(sorted(b.get("ports", ()))), parent=b.get("parent"), tag=b.get("tag"))
             for name, b in state.get("bridges", {}).items()
         }
         ports = {

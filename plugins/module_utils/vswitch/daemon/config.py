@@ -19,7 +19,10 @@ from ..model import OPS, PORT_TYPES
 from ..vlans import parse_vlans
 
 BRIDGE_DEFAULTS: dict[str, Any] = {"stp": False, "forward_delay": 15.0, "ageing_time": 300, "mtu": 1500,
-                                   "mac": None}
+                                   "mac": None, "parent": None, "tag": None}
+# A VLAN network ("VLAN <tag> on <parent>", OVS's fake bridge) is a bridge with these two set; they are
+# fixed at creation: re-tagging a network under its VMs would move them silently.
+VLAN_KEYS = ("parent", "tag")
 PORT_DEFAULTS: dict[str, Any] = {"type": "system", "vlan": None, "trunks": None, "native_vlan": None,
                                  "mac": None, "promiscuous": False, "uplink": False}
 MAX_BRIDGES = 1024
@@ -47,6 +50,10 @@ def _bridge_setting(key: str, value: Any) -> Any:
         return v.mtu(key, value)
     if key == "mac":
         return None if value is None else v.mac(key, value)
+    if key == "parent":
+        return None if value is None else v.ifname(key, value)
+    if key == "tag":
+        return None if value is None else v.vlan_id(key, value)
     raise ValidationError(key, value, f"is not a bridge setting (known: {', '.join(BRIDGE_DEFAULTS)})")
 
 
@@ -89,6 +96,9 @@ class Config:
 
     def ports_of(self, bridge: str) -> list[str]:
         return sorted(name for name, port in self.ports.items() if port["bridge"] == bridge)
+
+    def vlans_of(self, parent: str) -> list[str]:
+        return sorted(name for name, b in self.bridges.items() if b.get("parent") == parent)
 
     def uplink_of(self, bridge: str) -> str | None:
         for name, port in self.ports.items():
@@ -175,6 +185,10 @@ def _bridge_op(config: Config, op: str, name: str, args: Mapping[str, Any]) -> N
     else:
         if current is None:
             raise NotFoundError("target", name, "is not a bridge of vswitchd")
+        for key in VLAN_KEYS:
+            if key in settings and settings[key] != current.get(key):
+                raise ConflictError(f"args.{key}", settings[key], f"cannot change: '{name}' was created with "
+                                    f"{key} {current.get(key)!r}; delete it and create it again")
         current.update(settings)
 
 
@@ -207,10 +221,35 @@ def _port_op(config: Config, op: str, name: str, args: Mapping[str, Any]) -> Non
 
 def _check_whole(config: Config) -> None:
     """Constraints between fields, checked on the result so a transaction may pass through states."""
+    tags: dict[tuple[str, int], str] = {}
+    for name, bridge in sorted(config.bridges.items()):
+        parent, tag = bridge.get("parent"), bridge.get("tag")
+        if parent is None and tag is None:
+            continue
+        if parent is None or tag is None:
+            missing = "parent" if parent is None else "tag"
+            raise ValidationError(f"bridges.{name}.{missing}", None, "is required: a VLAN network has both a "
+                                                                    "parent bridge and a tag")
+        if parent not in config.bridges:
+            raise NotFoundError(f"bridges.{name}.parent", parent,
+                                f"is not a bridge of vswitchd (a parent cannot be removed while it carries VLAN "
+                                f"network '{name}')")
+        if config.bridges[parent].get("parent") is not None:
+            raise ConflictError(f"bridges.{name}.parent", parent, "is itself a VLAN network; VLAN networks do not "
+                                                                  "nest")
+        other = tags.setdefault((parent, tag), name)
+        if other != name:
+            raise ConflictError(f"bridges.{name}.tag", tag, f"is already used on '{parent}' by VLAN network "
+                                                            f"'{other}'")
     uplinks: dict[str, str] = {}
     for name, port in sorted(config.ports.items()):
         if port["bridge"] not in config.bridges:
             raise NotFoundError(f"ports.{name}.bridge", port["bridge"], "is not a bridge of vswitchd")
+        tag = config.bridges[port["bridge"]].get("tag")
+        if tag is not None and (port["vlan"] is not None or port["trunks"]):
+            raise ConflictError(f"ports.{name}.vlan", port["vlan"] or port["trunks"],
+                                f"cannot be set on a port of VLAN network '{port['bridge']}': its ports carry "
+                                f"VLAN {tag} untagged")
         if port["vlan"] is not None and port["trunks"]:
             raise ValidationError(f"ports.{name}.vlan", port["vlan"], "cannot be combined with trunks: a port "
                                   "is either an access port (vlan) or a trunk (trunks, native_vlan)")

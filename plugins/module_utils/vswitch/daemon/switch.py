@@ -44,6 +44,11 @@ def default_mac(bridge: str) -> str:
     return ":".join(f"{b:02x}" for b in digest)
 
 
+def _parents_first(bridges: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Bridges with VLAN networks after the bridges they ride on (the state file sorts by name)."""
+    return sorted(bridges.items(), key=lambda item: item[1].get("parent") is not None)
+
+
 def _io_class(kind: str) -> str:
     return "system" if kind == "system" else "tap"
 
@@ -74,7 +79,8 @@ class Switch:
     def restore(self) -> None:
         """Bring back every bridge and port of the state file; devices that fail are retried later."""
         config = self.db.load()
-        for name, settings in config.bridges.items():
+        self.config = config
+        for name, settings in _parents_first(config.bridges):
             self._new_bridge(name, settings)
             internal = RunPort(name, "internal")
             try:
@@ -92,7 +98,6 @@ class Switch:
                 run.status = err.message
                 log.error("port %s not restored (will retry): %s", name, err.message)
             self._commit_port(name, run, spec)
-        self.config = config
         log.info("restored %d bridges and %d ports from %s", len(config.bridges), len(config.ports), self.db.path)
 
     # -- transactions -----------------------------------------------------------------------------
@@ -152,15 +157,16 @@ class Switch:
             undo.append(lambda: netdev.set_mac(name, previous))
 
     def _commit(self, old: Config, new: Config, created: dict[str, RunPort], internals: dict[str, RunPort]) -> None:
+        self.config = new  # ports are configured from the new bridges (a VLAN network's tag)
         for name in [p for p in old.ports if p not in new.ports]:
             self._drop_port(name)
         for name in [b for b in old.bridges if b not in new.bridges]:
             self._drop_bridge(name)
-        for name, settings in new.bridges.items():
+        for name, settings in _parents_first(new.bridges):
             if name in internals:
                 self._new_bridge(name, settings)
                 self._commit_internal(name, internals[name])
-            else:
+            elif settings.get("parent") is None:  # a VLAN network's forwarding is its parent's
                 bridge = self.bridges[name]
                 bridge.set_ageing(float(settings["ageing_time"]))
                 bridge.mtu = settings["mtu"]
@@ -173,14 +179,22 @@ class Switch:
                     run.port.bridge.detach(run.port)
                 run.port.kind = spec["type"]
                 self._configure(run, spec)
-        self.config = new
 
     def _new_bridge(self, name: str, settings: dict[str, Any]) -> None:
+        if settings.get("parent") is not None:
+            # A VLAN network forwards inside its parent: its ports are the parent's access ports on its tag,
+            # so the parent's uplink carries it tagged and its FDB is the parent's, on that VLAN.
+            self.bridges[name] = self.bridges[settings["parent"]]
+            return
         self.bridges[name] = Bridge(name, self.fdb_limit, float(settings["ageing_time"]), settings["mtu"])
+
+    def _vlan_of(self, bridge: str) -> Optional[int]:
+        """The tag every port of ``bridge`` carries untagged (a VLAN network's), or None."""
+        return self.config.bridges[bridge].get("tag")
 
     def _commit_internal(self, name: str, run: RunPort) -> None:
         self.internal[name] = run
-        run.port.configure()
+        run.port.configure(vlan=self._vlan_of(name))
         if run.io is not None:
             self.bridges[name].attach(run.port)
             self._register(run.io.fileno(), self._handler(run))
@@ -192,7 +206,9 @@ class Switch:
             self._register(run.io.fileno(), self._handler(run))
 
     def _configure(self, run: RunPort, spec: dict[str, Any]) -> None:
-        run.port.configure(vlan=spec["vlan"], trunks=spec["trunks"], native_vlan=spec["native_vlan"],
+        tag = self._vlan_of(spec["bridge"])
+        run.port.configure(vlan=spec["vlan"] if tag is None else tag, trunks=spec["trunks"],
+                           native_vlan=spec["native_vlan"],
                            mac=mac_bytes(spec["mac"]) if spec["mac"] else None,
                            promiscuous=spec["promiscuous"], uplink=spec["uplink"])
         bridge = self.bridges[spec["bridge"]]
@@ -301,7 +317,10 @@ class Switch:
         names = [name] if name is not None else sorted(self.bridges)
         rows = []
         for bridge_name in names:
+            tag = self.config.bridges.get(bridge_name, {}).get("tag")
             for row in self.bridge(bridge_name).fdb_rows(now):
+                if tag is not None and row.get("vlan") != tag:
+                    continue  # a VLAN network shows its own VLAN of the parent's table
                 rows.append({"bridge": bridge_name, **row, "local": row["port"] == bridge_name})
         return rows
 
