@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -23,6 +26,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from netlab import NetLab, sh  # noqa: E402
 
 TOPOLOGY = ROOT / "inventories" / "lab" / "topology.yml"
+RUN_DIR = Path("/run/openvif-lab")   # the inventory's lab_run_dir
+MODULE_UTILS = ROOT / "plugins" / "module_utils"
 
 
 def load(path: Path = TOPOLOGY) -> dict:
@@ -37,11 +42,64 @@ def lab_namespaces(prefix: str) -> list[str]:
 
 
 def down(topo: dict) -> None:
+    for hv, spec in topo["hypervisors"].items():
+        if spec.get("vswitchd"):
+            stop_vswitchd(f"{topo['prefix']}-{hv}")
     NetLab(prefix=topo["prefix"]).destroy(lab_namespaces(topo["prefix"]))
+
+
+def start_vswitchd(ns: str, timeout: float = 15.0) -> int:
+    """Run vswitchd inside ``ns`` with its own state file and socket under RUN_DIR/<ns>/; return its PID."""
+    run = RUN_DIR / ns
+    run.mkdir(parents=True, exist_ok=True)
+    socket = run / "vswitchd.sock"
+    with open(run / "vswitchd.log", "ab") as log:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-m", "vswitch.daemon", "--state-file",
+             str(run / "vswitchd.json"), "--socket", str(socket)],
+            env={**os.environ, "PYTHONPATH": str(MODULE_UTILS)}, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    (run / "vswitchd.pid").write_text(str(proc.pid))
+    sys.path.insert(0, str(MODULE_UTILS))
+    from vswitch.rpc import Client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"vswitchd in {ns} exited: {(run / 'vswitchd.log').read_text()[-2000:]}")
+        try:
+            with Client(str(socket), timeout=2) as client:
+                if client.call("ping")["pid"] == proc.pid:
+                    return proc.pid
+        except Exception:  # noqa: BLE001 - not listening yet
+            time.sleep(0.1)
+    raise SystemExit(f"vswitchd in {ns} did not answer within {timeout}s")
+
+
+def stop_vswitchd(ns: str) -> None:
+    """Stop the lab's vswitchd of ``ns`` by the PID labctl recorded, if it is still that daemon."""
+    run = RUN_DIR / ns
+    try:
+        pid = int((run / "vswitchd.pid").read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        pid, cmdline = 0, b""
+    if pid and b"vswitch.daemon" in cmdline and str(run).encode() in cmdline:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    for name in ("vswitchd.pid", "vswitchd.json", "vswitchd.sock"):
+        (run / name).unlink(missing_ok=True)
 
 
 def up(topo: dict) -> NetLab:
     down(topo)
+    # site.yml's vif_mac role keeps the lab's MAC registry here (on the controller, as in real use).
+    (ROOT / ".cache" / "lab").mkdir(parents=True, exist_ok=True)
     lab = NetLab(prefix=topo["prefix"])
     phys = topo["physical"]
     phys_ns = lab.ns(phys["namespace"])
@@ -54,6 +112,9 @@ def up(topo: dict) -> NetLab:
         if spec.get("uplink"):
             lab.link(hv_ns, spec["uplink"], phys_ns, f"{hv}-p")
             lab.run(phys_ns, "ip", "link", "set", f"{hv}-p", "master", phys["switch"])
+    for hv, spec in topo["hypervisors"].items():
+        if spec.get("vswitchd"):
+            start_vswitchd(f"{topo['prefix']}-{hv}")
     for vm, spec in topo["vms"].items():
         vm_ns = lab.ns(vm)
         host_ns = f"{topo['prefix']}-{spec['host']}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import socket
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
@@ -32,14 +33,21 @@ def default_mac(bridge: str) -> str:
     """A stable, locally administered unicast MAC for a bridge's internal port.
 
     The host's IP lives on that port, so its MAC must survive restarts (ARP caches of
-    neighbours); it is derived from the machine id and the bridge name.
+    neighbours); it is derived from the machine id, the network namespace and the bridge name.
+    The namespace matters where several hosts share one machine (containers, the lab): without
+    it their bridges of the same name would share a MAC on one wire. The initial namespace's
+    identity is a kernel constant, so a host's MAC is the same after every reboot.
     """
     try:
         with open("/etc/machine-id", encoding="ascii") as handle:
             machine = handle.read().strip()
     except OSError:
         machine = ""
-    digest = bytearray(hashlib.sha256(f"{machine}/{bridge}".encode()).digest()[:6])
+    try:
+        netns = os.readlink("/proc/self/ns/net")
+    except OSError:
+        netns = ""
+    digest = bytearray(hashlib.sha256(f"{machine}/{netns}/{bridge}".encode()).digest()[:6])
     digest[0] = (digest[0] & 0xFC) | 0x02
     return ":".join(f"{b:02x}" for b in digest)
 
