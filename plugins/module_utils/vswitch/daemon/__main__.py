@@ -130,8 +130,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     while not stop:
         now = time.monotonic()
         wake = min(next_tick, next_ping) if notifier.watchdog_interval else next_tick
+        timeout = 0.0 if ports.backlog else max(0.0, min(1.0, wake - now))  # backlog: look, don't wait
         try:
-            events = poller.poll(max(0.0, min(1.0, wake - now)), 512)
+            events = poller.poll(timeout, 512)
         except InterruptedError:
             continue
         now = time.monotonic()
@@ -145,6 +146,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                 errors += 1
                 if errors <= 100 or errors % 10000 == 0:
                     log.exception("unexpected error handling fd %d (%d so far)", fd, errors)
+        if ports.backlog:
+            waiting = list(ports.backlog)
+            ports.backlog.clear()
+            for io in waiting:
+                try:
+                    io.receive(now)
+                except Exception:  # noqa: BLE001 - as for any handler
+                    errors += 1
         if ports.dirty:
             ports.flush_dirty()
         if now >= next_tick:

@@ -45,7 +45,8 @@ class Port:
     """A bridge port as the datapath sees it: VLAN role, security, counters, and ``send``."""
 
     __slots__ = ("name", "kind", "bridge", "mode", "access", "trunks", "native", "untag", "mac", "promisc",
-                 "send", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_errors", "filtered", "drops",
+                 "send", "rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "tx_errors", "ring_resyncs", "filtered",
+                 "drops",
                  "uplink")
 
     def __init__(self, name: str, kind: str = "system") -> None:
@@ -62,6 +63,7 @@ class Port:
         self.uplink = False
         self.send: Callable[[Any], None] = self._no_io
         self.rx_packets = self.rx_bytes = self.tx_packets = self.tx_bytes = self.tx_errors = 0
+        self.ring_resyncs = 0   # receive ring steps over slots the kernel claimed and dropped
         self.filtered = 0
         self.drops = dict.fromkeys(DROP_REASONS, 0)
 
@@ -92,7 +94,8 @@ class Port:
 
     def counters(self) -> dict[str, int]:
         return {"rx_packets": self.rx_packets, "rx_bytes": self.rx_bytes, "tx_packets": self.tx_packets,
-                "tx_bytes": self.tx_bytes, "tx_errors": self.tx_errors, "rx_dropped": sum(self.drops.values()),
+                "tx_bytes": self.tx_bytes, "tx_errors": self.tx_errors, "ring_resyncs": self.ring_resyncs,
+                "rx_dropped": sum(self.drops.values()),
                 "filtered": self.filtered, **{f"drop_{k}": v for k, v in self.drops.items()}}
 
 

@@ -71,6 +71,13 @@ _LEN = struct.Struct("I")
 
 # Ports with frames queued in their transmit ring; the event loop flushes them after each batch.
 dirty: list[PacketIO] = []
+# Receive rings whose wake-up ended at RX_BUDGET with frames still waiting: the event loop serves
+# them again before it polls. A packet socket reads as ready only while the slot just before the
+# kernel's write head is ours, so after a slot the kernel claimed and then dropped (left as its own)
+# a full ring may never read as ready again: waiting for epoll alone can stall a port for good.
+backlog: set[PacketIO] = set()
+# Byte -> 1 if it holds TP_STATUS_USER (bit 0 of a slot's little-endian status word), else 0.
+_USER_BIT = bytes(b & 1 for b in range(256))
 
 
 def flush_dirty() -> None:
@@ -458,6 +465,8 @@ class PacketIO:
             return
         ring, mv = self.ring, self.mv
         forward = bridge.input
+        if not ring[self.slot * RING_FRAME] & TP_STATUS_USER and not self.resync():
+            return
         slot = self.slot
         unpack = _TPACKET2_HDR.unpack_from
         release = _STATUS.pack_into
@@ -483,7 +492,26 @@ class PacketIO:
                 _frame_error(port)
             release(ring, off, TP_STATUS_KERNEL)
             slot = slot + 1 if slot + 1 < RING_FRAMES else 0
+        else:
+            backlog.add(self)   # budget spent with frames left: come back before the next poll
         self.slot = slot
+
+    def resync(self) -> bool:
+        """Our slot is the kernel's: move to the oldest frame waiting in the ring, if any.
+
+        The kernel fills slots in order, so the first of ours after our position is the oldest;
+        a slot it claimed and dropped stays the kernel's and must be stepped over.
+        """
+        firsts = self.ring[0:RING_FRAMES * RING_FRAME:RING_FRAME].translate(_USER_BIT)
+        found = firsts.find(1, self.slot)
+        if found < 0:
+            found = firsts.find(1, 0, self.slot)
+        if found < 0:
+            return False
+        log.debug("port %s: receive ring resynchronised from slot %d to %d", self.name, self.slot, found)
+        self.port.ring_resyncs += 1
+        self.slot = found
+        return True
 
     def _receive_copy(self, status: int, tci: int, tpid: int, now: float) -> None:
         """A frame bigger than a ring slot: the whole of it waits on the socket's receive queue."""

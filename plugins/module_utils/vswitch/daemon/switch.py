@@ -271,6 +271,11 @@ class Switch:
     def tick(self, now: float) -> None:
         for bridge in self.bridges.values():
             bridge.fdb.expire(now)
+        for run in self.ports.values():
+            # Frames stranded behind a slot the kernel dropped never make the socket ready; look for
+            # them once a second (a C-level scan of the ring's status bytes when there are none).
+            if isinstance(run.io, netdev.PacketIO):
+                run.io.receive(now)
         if now - self._last_retry < RETRY_INTERVAL:
             return
         self._last_retry = now
