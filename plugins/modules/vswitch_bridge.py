@@ -16,8 +16,10 @@ description:
     pyroute2, what C(brctl) users know. With O(datapath=userspace) it lives in the collection's
     own switching daemon vswitchd (deploy it with the M(openvif.vswitch.vswitchd) role).
   - Only the options you set are managed; others are left as they are.
-  - When the bridge is created its MAC address is pinned (to O(mac), or to the address the kernel
-    chose), so it does not change when ports come and go.
+  - When the bridge is created its MAC address is pinned, so it does not change when ports come and
+    go. It is O(mac), or else a locally administered address derived from the machine id, the network
+    namespace and the bridge name, so a rebuilt bridge gets the same MAC (neighbours' ARP caches stay
+    right) and check mode shows it in advance.
   - All checks run before anything changes; if the datapath refuses a step, the steps already done
     are undone, so a failed run leaves the host as it was.
 options:

@@ -31,6 +31,8 @@ def test_bridge_lifecycle_check_first_then_idempotent(hv):
     link, data = bridge_info(hv, "xapi1")
     assert data["ageing_time"] == 0 and data["stp_state"] == 0 and data["forward_delay"] == 0
     assert link["mtu"] == 1400 and "UP" in link["flags"]
+    # The planner chose the MAC: check mode predicted exactly what the kernel now has.
+    assert checked["diff"]["after"]["mac"] == first["diff"]["after"]["mac"] == link["address"]
 
     second = hv.module("vswitch_bridge", **args)
     assert second["changed"] is False and second["diff"]["before"] == second["diff"]["after"]
@@ -183,3 +185,28 @@ def test_info_reports_learned_macs_with_age(hv):
     learned = [e for e in facts["fdb"] if e["mac"] == vm1_mac]
     assert learned and learned[0]["port"] == "vif1.0" and not learned[0]["local"]
     assert learned[0]["age"] is not None and 0 <= learned[0]["age"] < 300
+
+
+def test_pipelined_attaches_roll_back_when_the_kernel_refuses_one(hv):
+    """Many attaches go out pipelined; one refused (a bridge can't be a port) undoes the others."""
+    from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.errors import BackendError
+    from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.kernel import KernelBackend
+    from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.model import Change
+
+    for vif in ("vif1.0", "vif2.0", "vif3.0"):
+        hv.veth(vif, vif.replace(".", "-"))
+    sh("ip", "-n", hv.ns, "link", "set", "vif2.0", "down")
+    hv.module("vswitch_bridge", name="xapi1")
+    hv.module("vswitch_bridge", name="xenbr9")
+    before = hv.links()
+    backend = KernelBackend(netns=hv.ns)
+    try:
+        attach = [Change("add_port", name, "kernel", {"bridge": "xapi1"})
+                  for name in ("vif1.0", "vif2.0", "xenbr9", "vif3.0")]
+        with pytest.raises(BackendError, match="xenbr9.*nothing was changed"):
+            backend.apply(attach)
+        assert hv.links() == before
+        backend.apply([attach[0], attach[1], attach[3]])   # the same batch without the bad one goes through
+        assert [master_of(hv, v) for v in ("vif1.0", "vif2.0", "vif3.0")] == ["xapi1"] * 3
+    finally:
+        backend.close()

@@ -25,13 +25,10 @@ def _bridge_view(state: HostState, name: str) -> dict[str, Any]:
 
 
 def _converge(host: Host, changes: Sequence[Change], state: HostState, check_mode: bool) -> HostState:
-    """Apply the plan (unless checking) and return the state to report: predicted or re-read."""
+    """Apply the plan (unless checking) and return the state it leads to (the plan decides every value)."""
     predicted = simulate(state, changes)
     converge(host, changes, state, check_mode)
-    # The plan predicts everything but what the kernel chooses itself (a new bridge's MAC): only
-    # then is the host read again, so reports show the real address.
-    created = any(change.op == "add_bridge" for change in changes)
-    return host.read() if created and not check_mode else predicted
+    return predicted
 
 
 def _report(changes: Sequence[Change], before: Any, after: Any, **values: Any) -> Result:

@@ -15,7 +15,15 @@ from typing import Any, Optional
 from .errors import BackendError, VswitchError
 from .model import UPLINK_ALIAS, BridgeState, Change, FdbEntry, HostState, Link, PortState
 from .plan import Features
-from .rtnl import IFLA_BR_AGEING_TIME, IFLA_BR_FORWARD_DELAY, IFLA_BR_STP_STATE, RawLink, dump_links
+from .rtnl import (
+    IFLA_BR_AGEING_TIME,
+    IFLA_BR_FORWARD_DELAY,
+    IFLA_BR_STP_STATE,
+    RawLink,
+    dump_links,
+    send_batch,
+    setlink_master,
+)
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
@@ -24,6 +32,19 @@ NUD_NOARP = 0x40       # entries added as static
 CENTI = 100            # the kernel exchanges bridge timers in clock_t (USER_HZ = 100)
 
 Undo = Callable[[], None]
+ATTACH_CHUNK = 256     # attach requests per pipelined send (their ACKs fit the socket's buffer)
+
+
+def _attach_runs(changes: Sequence[Change]) -> list[list[Change]]:
+    """Consecutive plain attaches grouped together; every other change alone, in order."""
+    runs: list[list[Change]] = []
+    for change in changes:
+        plain = change.op == "add_port" and not change.args.get("uplink")
+        if plain and runs and runs[-1][0].op == "add_port" and not runs[-1][0].args.get("uplink"):
+            runs[-1].append(change)
+        else:
+            runs.append([change])
+    return runs
 
 
 def kernel_config_has(option: str) -> Optional[bool]:
@@ -145,9 +166,13 @@ class KernelBackend:
         if not self._index:
             self.read()
         journal: list[Undo] = []
-        for change in changes:
+        for group in _attach_runs(changes):
+            change = group[0]
             try:
-                getattr(self, f"_{change.op}")(change, journal)
+                if len(group) > 1:  # many plain attaches in a row: pipelined, one round trip per chunk
+                    self._attach_many(group, journal)
+                else:
+                    getattr(self, f"_{change.op}")(change, journal)
             except VswitchError:
                 self._rollback(journal)
                 raise
@@ -195,8 +220,8 @@ class KernelBackend:
         journal.append(lambda: self._ipr.link("del", index=self._idx(name)))
         if args.get("mtu"):
             self._set(name, mtu=args["mtu"])
-        # Pin the MAC (requested, or the random one the kernel chose): an explicitly set
-        # bridge address no longer follows the lowest port MAC as ports come and go.
+        # Pin the MAC (the planner always gives one): an explicitly set bridge address no longer
+        # follows the lowest port MAC as ports come and go.
         self._set(name, address=args.get("mac") or _attr(self._link(name), "IFLA_ADDRESS"))
         self._set(name, state="up")
 
@@ -234,25 +259,52 @@ class KernelBackend:
                 self._add_port(Change("add_port", port, "kernel", {"bridge": name, "uplink": state.uplink}), [])
         journal.append(recreate)
 
-    def _add_port(self, change: Change, journal: list[Undo]) -> None:
-        name, bridge = change.target, change.args["bridge"]
+    def _before_attach(self, name: str, bridge: str) -> tuple[bool, str]:
+        """What attaching ``name`` to ``bridge`` changes besides the master: its up state, the bridge MAC."""
         known = self._raw.get(name)
         was_up = bool((known.flags if known else self._link(name)["flags"]) & IFF_UP)
         known_bridge = self._raw.get(bridge)
         bridge_mac = known_bridge.mac if known_bridge else _attr(self._link(bridge), "IFLA_ADDRESS")
-        # One request per port: attach, and bring it up as Xen's vif-bridge script does (a VIF
-        # forwards only when up).
-        self._set(name, master=self._idx(bridge), **({} if was_up else {"state": "up"}))
+        return was_up, bridge_mac
 
+    def _detach_undo(self, name: str, bridge: str, was_up: bool, bridge_mac: str) -> Undo:
         def detach() -> None:
             self._set(name, master=0, **({} if was_up else {"state": "down"}))
             # A bridge whose MAC is not pinned follows its ports (and drops to all-zero when the
             # last one leaves): put back the address it had before this step.
             if _attr(self._link(bridge), "IFLA_ADDRESS") != bridge_mac:
                 self._set(bridge, address=bridge_mac)
-        journal.append(detach)
+        return detach
+
+    def _add_port(self, change: Change, journal: list[Undo]) -> None:
+        name, bridge = change.target, change.args["bridge"]
+        was_up, bridge_mac = self._before_attach(name, bridge)
+        # One request per port: attach, and bring it up as Xen's vif-bridge script does (a VIF
+        # forwards only when up).
+        self._set(name, master=self._idx(bridge), **({} if was_up else {"state": "up"}))
+        journal.append(self._detach_undo(name, bridge, was_up, bridge_mac))
         if change.args.get("uplink"):
             self._mark_uplink(name, True, journal)
+
+    def _attach_many(self, changes: Sequence[Change], journal: list[Undo]) -> None:
+        """Plain attaches (no uplink) sent pipelined: the kernel applies them in order, as one by one."""
+        for start in range(0, len(changes), ATTACH_CHUNK):
+            chunk = changes[start:start + ATTACH_CHUNK]
+            facts, messages = [], []
+            for change in chunk:
+                name, bridge = change.target, change.args["bridge"]
+                was_up, bridge_mac = self._before_attach(name, bridge)
+                messages.append(setlink_master(self._idx(name), self._idx(bridge), up=not was_up))
+                facts.append((name, bridge, was_up, bridge_mac))
+            results = send_batch(messages, self._netns)
+            for (name, bridge, was_up, bridge_mac), code in zip(facts, results, strict=True):
+                if code == 0:
+                    journal.append(self._detach_undo(name, bridge, was_up, bridge_mac))
+            failed = [(fact, code) for fact, code in zip(facts, results, strict=True) if code]
+            if failed:
+                (name, bridge, _up, _mac), code = failed[0]
+                raise BackendError(name, {"bridge": bridge}, f"could not be applied (add_port): "
+                                                             f"{os.strerror(code)}; nothing was changed")
 
     def _del_port(self, change: Change, journal: list[Undo]) -> None:
         name, bridge = change.target, change.args["bridge"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from .errors import ConflictError, MissingFeatureError, NotFoundError, ValidationError
+from .identity import stable_mac
 from .model import BridgeSpec, BridgeState, Change, HostState, PortSpec, PortState, VlanSpec
 
 USERSPACE_HINT = "use datapath: userspace (vswitchd), which provides it"
@@ -60,7 +61,11 @@ def plan_bridge(spec: BridgeSpec, state: HostState) -> list[Change]:
                                                "manage it with openvif.vswitch.vswitch_vlan")
     changes: list[Change] = []
     if current is None:
-        changes.append(Change("add_bridge", spec.name, spec.datapath, spec.settings()))
+        # The MAC is chosen here, not by the kernel: stable across rebuilds and reboots (neighbours'
+        # ARP caches stay right), pinned so ports coming and going never change it, and known to
+        # check mode and the diff.
+        settings = {"mac": stable_mac(spec.name), **spec.settings()}
+        changes.append(Change("add_bridge", spec.name, spec.datapath, settings))
     else:
         differing = {k: val for k, val in spec.settings().items() if getattr(current, k) != val}
         if differing:

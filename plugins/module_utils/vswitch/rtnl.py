@@ -139,3 +139,49 @@ def dump_links(netns: Optional[str] = None) -> list[RawLink]:
                     if kind == RTM_NEWLINK:
                         links.append(_link(data, offset + _NLMSGHDR.size, offset + length))
                 offset += (length + 3) & ~3
+
+
+NLM_F_ACK = 0x4
+IFF_UP = 0x1
+_SETLINK = struct.Struct("=IHHII" "BxHiII" "HHI")   # nlmsghdr, ifinfomsg, IFLA_MASTER
+
+
+def setlink_master(index: int, master: int, up: bool) -> bytes:
+    """RTM_NEWLINK making ``index`` a port of ``master`` (0: of none), and bringing it up if asked."""
+    flags = IFF_UP if up else 0
+    return _SETLINK.pack(_SETLINK.size, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, 0, 0,
+                         socket.AF_UNSPEC, 0, index, flags, flags, 8, IFLA_MASTER, master)
+
+
+def send_batch(messages: list[bytes], netns: Optional[str] = None) -> list[int]:
+    """Send already-encoded requests (each asking for an ACK) in one go; return each one's errno (0: done).
+
+    The kernel handles a netlink request before it reads the next one, so pipelining keeps the
+    order while saving a round trip per request. Sequence numbers are rewritten here so that each
+    acknowledgement is matched to its request.
+    """
+    results: list[Optional[int]] = [None] * len(messages)
+    base = (os.getpid() << 12) & 0x7FFF0000
+    with _socket_in(netns) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind((0, 0))
+        payload = bytearray()
+        for number, message in enumerate(messages):
+            stamped = bytearray(message)
+            struct.pack_into("=I", stamped, 8, base + number)
+            payload += stamped
+        sock.sendall(bytes(payload))
+        pending = len(messages)
+        while pending:
+            data = sock.recv(1 << 20)
+            offset = 0
+            while offset + _NLMSGHDR.size <= len(data):
+                length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+                if length < _NLMSGHDR.size:
+                    raise OSError("malformed netlink acknowledgement")
+                number = seq - base
+                if kind == NLMSG_ERROR and 0 <= number < len(messages) and results[number] is None:
+                    results[number] = -struct.unpack_from("=i", data, offset + _NLMSGHDR.size)[0]
+                    pending -= 1
+                offset += (length + 3) & ~3
+    return [code or 0 for code in results]

@@ -8,14 +8,13 @@
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import socket
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from ..errors import BackendError, ConflictError, VswitchError
+from ..identity import stable_mac
 from . import ports as netdev
 from .config import Config, apply_changes
 from .datapath import Bridge, Port
@@ -30,26 +29,8 @@ RETRY_INTERVAL = 5.0
 
 
 def default_mac(bridge: str) -> str:
-    """A stable, locally administered unicast MAC for a bridge's internal port.
-
-    The host's IP lives on that port, so its MAC must survive restarts (ARP caches of
-    neighbours); it is derived from the machine id, the network namespace and the bridge name.
-    The namespace matters where several hosts share one machine (containers, the lab): without
-    it their bridges of the same name would share a MAC on one wire. The initial namespace's
-    identity is a kernel constant, so a host's MAC is the same after every reboot.
-    """
-    try:
-        with open("/etc/machine-id", encoding="ascii") as handle:
-            machine = handle.read().strip()
-    except OSError:
-        machine = ""
-    try:
-        netns = os.readlink("/proc/self/ns/net")
-    except OSError:
-        netns = ""
-    digest = bytearray(hashlib.sha256(f"{machine}/{netns}/{bridge}".encode()).digest()[:6])
-    digest[0] = (digest[0] & 0xFC) | 0x02
-    return ":".join(f"{b:02x}" for b in digest)
+    """The MAC of a bridge's internal port (the host's IP lives there): stable, see identity.py."""
+    return stable_mac(bridge)
 
 
 def _parents_first(bridges: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
