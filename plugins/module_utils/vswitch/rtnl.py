@@ -125,20 +125,27 @@ def dump_links(netns: Optional[str] = None) -> list[RawLink]:
         links: list[RawLink] = []
         while True:
             data = sock.recv(1 << 20)
-            offset = 0
-            while offset + _NLMSGHDR.size <= len(data):
-                length, kind, _flags, msg_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-                if length < _NLMSGHDR.size:
-                    raise OSError("malformed netlink message in link dump")
-                if msg_seq == seq:
-                    if kind == NLMSG_DONE:
-                        return links
-                    if kind == NLMSG_ERROR:
-                        errno = -struct.unpack_from("=i", data, offset + _NLMSGHDR.size)[0]
-                        raise OSError(errno, f"link dump failed: {os.strerror(errno)}")
-                    if kind == RTM_NEWLINK:
-                        links.append(_link(data, offset + _NLMSGHDR.size, offset + length))
-                offset += (length + 3) & ~3
+            for kind, msg_seq, start, end in _messages(data):
+                if msg_seq != seq:
+                    continue
+                if kind == NLMSG_DONE:
+                    return links
+                if kind == NLMSG_ERROR:
+                    errno = -struct.unpack_from("=i", data, start)[0]
+                    raise OSError(errno, f"link dump failed: {os.strerror(errno)}")
+                if kind == RTM_NEWLINK:
+                    links.append(_link(data, start, end))
+
+
+def _messages(data: bytes):
+    """(type, sequence number, body start, body end) of each netlink message in one datagram."""
+    offset = 0
+    while offset + _NLMSGHDR.size <= len(data):
+        length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+        if length < _NLMSGHDR.size:
+            raise OSError(f"malformed netlink message (length {length})")
+        yield kind, seq, offset + _NLMSGHDR.size, offset + length
+        offset += (length + 3) & ~3
 
 
 NLM_F_ACK = 0x4
@@ -174,14 +181,9 @@ def send_batch(messages: list[bytes], netns: Optional[str] = None) -> list[int]:
         pending = len(messages)
         while pending:
             data = sock.recv(1 << 20)
-            offset = 0
-            while offset + _NLMSGHDR.size <= len(data):
-                length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-                if length < _NLMSGHDR.size:
-                    raise OSError("malformed netlink acknowledgement")
+            for kind, seq, start, _end in _messages(data):
                 number = seq - base
                 if kind == NLMSG_ERROR and 0 <= number < len(messages) and results[number] is None:
-                    results[number] = -struct.unpack_from("=i", data, offset + _NLMSGHDR.size)[0]
+                    results[number] = -struct.unpack_from("=i", data, start)[0]
                     pending -= 1
-                offset += (length + 3) & ~3
     return [code or 0 for code in results]
