@@ -58,6 +58,8 @@ def _attrs(data: bytes, start: int, end: int, wanted: Optional[frozenset[int]] =
         kind &= NLA_TYPE_MASK
         if wanted is None or kind in wanted:
             found[kind] = data[start + 4:start + length]
+            if kind == IFLA_LINKINFO and wanted is not None:
+                break  # rtnl_fill_ifinfo() emits it after every other attribute the model reads
         start += (length + 3) & ~3
     return found
 
