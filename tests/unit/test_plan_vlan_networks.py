@@ -125,3 +125,16 @@ def test_module_action_check_mode_diff_and_absent():
         actions.vlan({"name": "xenbr0", "state": "absent"}, host, False)
     assert actions.vlan({"name": "xapi3", "state": "absent"}, host, False).changed
     assert not actions.vlan({"name": "xapi3", "state": "absent"}, host, False).changed
+
+
+def test_kernel_with_vlan_filtering_is_still_refused_until_the_backend_programs_it(monkeypatch):
+    """A kernel that has vlan_filtering must not get a plain bridge where a VLAN network was asked."""
+    from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch import kernel
+
+    backend = kernel.KernelBackend.__new__(kernel.KernelBackend)
+    backend._features = None
+    monkeypatch.setattr(backend, "_probe_vlan_filtering", lambda: True)
+    features = {"kernel": backend.features}
+    assert not features["kernel"].vlan_filtering
+    with pytest.raises(MissingFeatureError, match="does not program yet"):
+        plan_vlan(vlan(), state(BridgeState(name="xenbr0")), features)

@@ -85,7 +85,11 @@ class KernelBackend:
     @property
     def features(self) -> Features:
         if self._features is None:
-            self._features = Features(vlan_filtering=self._probe_vlan_filtering())
+            # This backend does not program bridge VLAN filtering yet (no kernel here has it to test
+            # against), so VLANs are refused before anything changes, with the reason that applies.
+            why = ("which the kernel datapath of openvif.vswitch does not program yet (this kernel has it)"
+                   if self._probe_vlan_filtering() else "which this host's kernel lacks")
+            self._features = Features(vlan_filtering=False, vlan_missing=why)
         return self._features
 
     def _probe_vlan_filtering(self) -> bool:

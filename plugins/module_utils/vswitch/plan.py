@@ -22,7 +22,8 @@ USERSPACE_HINT = "use datapath: userspace (vswitchd), which provides it"
 class Features:
     """What a datapath on this host can do; backends report it, the planner enforces it."""
 
-    vlan_filtering: bool = False   # per-port VLANs on the Linux bridge
+    vlan_filtering: bool = False   # the datapath carries VLANs (VLAN networks, access and trunk ports)
+    vlan_missing: str = "which this host's kernel lacks"   # why not, when it does not
     port_promiscuous: bool = False
     port_security: bool = False
     create_ports: bool = False     # can create tap/internal ports itself
@@ -123,10 +124,11 @@ def plan_vlan(spec: VlanSpec, state: HostState, features: Mapping[str, Features]
     if parent.parent is not None:
         raise ConflictError("parent", spec.parent, f"is itself a VLAN network (VLAN {parent.tag} on "
                                                    f"'{parent.parent}'); VLAN networks do not nest")
-    if not features.get(parent.datapath, Features()).vlan_filtering:
+    parent_features = features.get(parent.datapath, Features())
+    if not parent_features.vlan_filtering:
         raise MissingFeatureError("parent", spec.parent,
                                   f"is on the {parent.datapath} datapath, and VLAN networks need bridge VLAN "
-                                  f"filtering (vlan_filtering), which this host's kernel lacks; {USERSPACE_HINT}")
+                                  f"filtering (vlan_filtering), {parent_features.vlan_missing}; {USERSPACE_HINT}")
     current = state.bridges.get(spec.name)
     if current is not None:
         if current.parent == spec.parent and current.tag == spec.tag:
@@ -150,9 +152,9 @@ def _check_features(spec: PortSpec, datapath: str, features: Features, prefix: s
     wants_vlan = spec.vlan is not None or spec.trunks is not None
     if wants_vlan and not features.vlan_filtering:
         field = "vlan" if spec.vlan is not None else "trunks"
-        raise MissingFeatureError(f"{prefix}.{field}", getattr(spec, field) if field == "vlan" else spec.trunks,
-                                  "needs bridge VLAN filtering (vlan_filtering), which this host's kernel "
-                                  f"lacks; {USERSPACE_HINT}")
+        raise MissingFeatureError(f"{prefix}.{field}", getattr(spec, field),
+                                  f"needs bridge VLAN filtering (vlan_filtering), {features.vlan_missing}; "
+                                  f"{USERSPACE_HINT}")
     if spec.promiscuous and not features.port_promiscuous:
         raise MissingFeatureError(f"{prefix}.promiscuous", True,
                                   "is not possible per port on the kernel datapath (Linux bridge); set "
