@@ -24,9 +24,18 @@ description:
     are undone, so a failed run leaves the host as it was.
 options:
   name:
-    description: Bridge name, at most 15 characters, no whitespace, C(/) or C(:).
+    description:
+      - Bridge name, at most 15 characters, no whitespace, C(/) or C(:).
+      - Give O(name) for one bridge, or O(bridges) for many.
     type: str
-    required: true
+  bridges:
+    description:
+      - Many bridges in one task, read, plan and transaction (instead of a loop of tasks).
+      - Each entry is a mapping with C(name) and any of C(datapath), C(stp), C(forward_delay),
+        C(ageing_time), C(mtu), C(mac), C(uplink), with the same meaning as the options of that name.
+      - Errors name the entry, such as C(bridges[3].mtu).
+    type: list
+    elements: dict
   state:
     description: Whether the bridge exists. C(absent) deletes it (its ports are detached, not deleted).
     type: str
@@ -96,12 +105,19 @@ EXAMPLES = r"""
   openvif.vswitch.vswitch_bridge:
     name: xapi9
     state: absent
+
+- name: Every network of a host in one transaction
+  openvif.vswitch.vswitch_bridge:
+    bridges:
+      - {name: xenbr0, uplink: peth0, stp: false, forward_delay: 0}
+      - {name: xapi1, ageing_time: 0}
+      - {name: xenbr1, datapath: userspace}
 """
 
 RETURN = r"""
 bridge:
   description: The bridge as it is after the run (or would be, in check mode).
-  returned: always
+  returned: when O(name) is given
   type: dict
   sample:
     name: xenbr0
@@ -114,6 +130,10 @@ bridge:
     mac: "fe:ff:ff:ff:ff:ff"
     uplink: peth0
     ports: [peth0, vif1.0]
+bridges:
+  description: With O(bridges), each listed bridge after the run, by name (same fields as RV(bridge)).
+  returned: when O(bridges) is given
+  type: dict
 changes:
   description: The steps the run took (or would take), in order.
   returned: always
@@ -127,7 +147,8 @@ from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch import act
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.backends import open_host
 
 ARGUMENT_SPEC = {
-    "name": {"type": "str", "required": True},
+    "name": {"type": "str"},
+    "bridges": {"type": "list", "elements": "dict"},
     "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
     "datapath": {"type": "str", "choices": ["kernel", "userspace"], "default": "kernel"},
     "stp": {"type": "bool"},

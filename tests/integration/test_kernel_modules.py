@@ -210,3 +210,20 @@ def test_pipelined_attaches_roll_back_when_the_kernel_refuses_one(hv):
         assert [master_of(hv, v) for v in ("vif1.0", "vif2.0", "vif3.0")] == ["xapi1"] * 3
     finally:
         backend.close()
+
+
+def test_bridge_batch_form_through_ansible(hv):
+    hv.veth("peth0", "phys")
+    bridges = [{"name": "xenbr0", "uplink": "peth0", "forward_delay": 0}, {"name": "xapi1", "ageing_time": 0}]
+    checked = hv.module("vswitch_bridge", check=True, bridges=bridges)
+    assert checked["changed"] and set(checked["diff"]["after"]["bridges"]) == {"xenbr0", "xapi1"}
+    assert sh("ip", "-n", hv.ns, "link", "show", "xapi1", check=False).returncode != 0
+    first = hv.module("vswitch_bridge", bridges=bridges)
+    assert first["changed"] and master_of(hv, "peth0") == "xenbr0"
+    assert bridge_info(hv, "xapi1")[1]["ageing_time"] == 0
+    assert first["bridges"]["xenbr0"]["mac"] == bridge_info(hv, "xenbr0")[0]["address"]
+    assert hv.module("vswitch_bridge", bridges=bridges)["changed"] is False
+    before = hv.links()
+    bad = hv.module("vswitch_bridge", bridges=[{"name": "xapi2"}, {"name": "xapi3", "mac": "01:00:00:00:00:01"}])
+    assert bad.get("failed") and bad["msg"].startswith("bridges[1].mac: '01:00:00:00:00:01' is a multicast")
+    assert hv.links() == before

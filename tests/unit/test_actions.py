@@ -95,3 +95,34 @@ def test_info_filters_bridges():
     facts = result.values["ansible_facts"]["vswitch"]
     assert list(facts["bridges"]) == ["xenbr0"] and list(facts["ports"]) == ["vif1.0"]
     assert not result.changed
+
+
+def test_bridge_batch_form_plans_all_in_one_transaction():
+    backend = kernel()
+    host = Host([backend])
+    params = {"state": "present", "bridges": [{"name": "xenbr0", "uplink": "peth0", "stp": False},
+                                              {"name": "xapi1", "ageing_time": 0}]}
+    checked = actions.bridge(params, host, True)
+    assert checked.changed and backend.applied == []
+    assert set(checked.after["bridges"]) == {"xenbr0", "xapi1"}
+    real = actions.bridge(params, host, False)
+    assert real.changed and len(backend.applied) == 1 and real.after == checked.after
+    assert backend.state.bridges["xenbr0"].uplink == "peth0" and backend.state.bridges["xapi1"].ageing_time == 0
+    assert not actions.bridge(params, host, False).changed
+    gone = actions.bridge({"state": "absent", "bridges": [{"name": "xapi1"}, {"name": "nosuch"}]}, host, False)
+    assert gone.changed and "xapi1" not in backend.state.bridges
+
+
+def test_bridge_batch_errors_name_the_entry_and_change_nothing():
+    backend = kernel()
+    host = Host([backend])
+    with pytest.raises(ValidationError) as err:
+        actions.bridge({"bridges": [{"name": "xenbr0"}, {"name": "xapi1", "mtu": 10}]}, host, False)
+    assert err.value.message.startswith("bridges[1].mtu: 10 is out of range")
+    with pytest.raises(ValidationError, match=r"bridges\[1\].name: 'xenbr0' is listed twice"):
+        actions.bridge({"bridges": [{"name": "xenbr0"}, {"name": "xenbr0"}]}, host, False)
+    with pytest.raises(ValidationError, match="stp: True cannot be combined with 'bridges'"):
+        actions.bridge({"bridges": [{"name": "xenbr0"}], "stp": True}, host, False)
+    with pytest.raises(ValidationError, match="bridges\\[0\\]: 'xenbr0' must be a mapping"):
+        actions.bridge({"bridges": ["xenbr0"]}, host, False)
+    assert backend.applied == [] and backend.state.bridges == {}

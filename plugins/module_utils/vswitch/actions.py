@@ -36,19 +36,45 @@ def _report(changes: Sequence[Change], before: Any, after: Any, **values: Any) -
                   values={"changes": [c.describe() for c in changes], **values})
 
 
+BRIDGE_KEYS = ("name", "datapath", "stp", "forward_delay", "ageing_time", "mtu", "mac", "uplink")
+
+
 def bridge(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
-    name = params.get("name")
+    """One bridge (``name``), or many in one read, one plan and one transaction (``bridges``)."""
+    items = params.get("bridges")
+    if items is not None and params.get("name") is not None:
+        raise ValidationError("name", params["name"], "cannot be combined with 'bridges'; list it there instead")
+    if items is None and params.get("name") is None:
+        raise ValidationError("name", None, "is required: give a bridge 'name' or a list of 'bridges'")
+    if items is not None:
+        for key in BRIDGE_KEYS[2:]:   # datapath has a default, so only the others can be told apart
+            if params.get(key) is not None:
+                raise ValidationError(key, params[key], "cannot be combined with 'bridges'; set it per entry")
+    entries = [dict(params)] if items is None else items
+    absent = params.get("state") == "absent"
     state = host.read()
-    if params.get("state") == "absent":
-        spec_name = BridgeSpec.from_params({"name": name}).name
-        changes = plan_bridge_absent(spec_name, state)
-    else:
-        spec = BridgeSpec.from_params(params)
-        spec_name = spec.name
-        changes = plan_bridge(spec, state)
+    planned, changes, names = state, [], []
+    for index, entry in enumerate(entries):
+        try:
+            if not isinstance(entry, Mapping):
+                raise ValidationError("", entry, "must be a mapping with at least 'name'")
+            item = {k: entry.get(k) for k in BRIDGE_KEYS}
+            spec = BridgeSpec.from_params({"name": item["name"]} if absent else item)
+            if spec.name in names:
+                raise ValidationError("name", spec.name, f"is listed twice (also bridges[{names.index(spec.name)}])")
+            step = plan_bridge_absent(spec.name, planned) if absent else plan_bridge(spec, planned)
+        except VswitchError as err:
+            raise (err.at(f"bridges[{index}]") if items is not None else err) from None
+        names.append(spec.name)
+        changes.extend(step)
+        planned = simulate(planned, step)
     after = _converge(host, changes, state, check_mode)
-    view = _bridge_view(after, spec_name)
-    return _report(changes, _bridge_view(state, spec_name), view, bridge=view)
+    if items is None:
+        view = _bridge_view(after, names[0])
+        return _report(changes, _bridge_view(state, names[0]), view, bridge=view)
+    before_views = {name: _bridge_view(state, name) for name in names}
+    after_views = {name: _bridge_view(after, name) for name in names}
+    return _report(changes, {"bridges": before_views}, {"bridges": after_views}, bridges=after_views)
 
 
 def _vlan_view(state: HostState, name: str) -> dict[str, Any]:
