@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from .errors import ConflictError, ValidationError, VswitchError
 from .host import Host, converge
-from .model import BridgeSpec, Change, HostState, PortSpec, VlanSpec
+from .model import PORT_SETTINGS, BridgeSpec, Change, HostState, PortSpec, VlanSpec
 from .plan import plan_bridge, plan_bridge_absent, plan_ports, plan_vlan, simulate
 from .result import Result
 
@@ -111,8 +111,7 @@ def _port_specs(params: Mapping[str, Any]) -> list[PortSpec]:
     if items is not None and single is not None:
         raise ValidationError("name", single, "cannot be combined with 'ports'; list it in 'ports' instead")
     if items is None:
-        items = [{k: params.get(k) for k in ("name", "bridge", "type", "vlan", "trunks", "native_vlan",
-                                              "mac", "promiscuous")}]
+        items = [{k: params.get(k) for k in ("name", "bridge", *PORT_SETTINGS)}]
     specs = []
     for index, item in enumerate(items):
         entry = {"name": item} if isinstance(item, str) else item
@@ -127,7 +126,7 @@ def _port_specs(params: Mapping[str, Any]) -> list[PortSpec]:
 
 def _ports_view(state: HostState, names: Sequence[str]) -> dict[str, Any]:
     view = {}
-    for name in sorted(names):
+    for name in names:
         port = state.ports.get(name)
         view[name] = port.to_facts() if port else {"name": name, "bridge": None}
     return {"ports": view}
@@ -148,9 +147,9 @@ def port(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
             raise type(err)(err.field[len("ports[0]."):], err.value, err.reason) from None
         raise
     after = _converge(host, changes, state, check_mode)
-    touched = {spec.name for spec in specs} | {c.target for c in changes}
-    return _report(changes, _ports_view(state, sorted(touched)), _ports_view(after, sorted(touched)),
-                   ports={name: view for name, view in _ports_view(after, sorted(touched))["ports"].items()})
+    touched = sorted({spec.name for spec in specs} | {c.target for c in changes})
+    after_view = _ports_view(after, touched)
+    return _report(changes, _ports_view(state, touched), after_view, ports=after_view["ports"])
 
 
 def info(params: Mapping[str, Any], host: Host) -> Result:

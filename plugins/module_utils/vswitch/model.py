@@ -8,7 +8,7 @@ step of a plan; backends apply lists of them as a transaction.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from . import validate as v
@@ -224,14 +224,6 @@ class HostState:
         state = self.ports.get(port)
         return state.bridge if state else None
 
-    def port_exists(self, name: str, datapath: str) -> bool:
-        """Whether a port of this name can be attached on ``datapath`` without creating it."""
-        return name in self.links
-
-    def with_bridge(self, bridge: BridgeState) -> HostState:
-        bridges = dict(self.bridges)
-        bridges[bridge.name] = bridge
-        return replace(self, bridges=bridges)
 
 
 @dataclass(frozen=True)

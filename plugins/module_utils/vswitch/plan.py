@@ -23,10 +23,10 @@ class Features:
     """What a datapath on this host can do; backends report it, the planner enforces it."""
 
     vlan_filtering: bool = False   # the datapath carries VLANs (VLAN networks, access and trunk ports)
-    vlan_missing: str = "which this host's kernel lacks"   # why not, when it does not
     port_promiscuous: bool = False
     port_security: bool = False
     create_ports: bool = False     # can create tap/internal ports itself
+    vlan_missing: str = "which this host's kernel lacks"   # why not, when vlan_filtering is False
 
 
 def _require_bridge(state: HostState, field: str, name: str) -> BridgeState:
@@ -146,9 +146,8 @@ def plan_vlan(spec: VlanSpec, state: HostState, features: Mapping[str, Features]
     return [Change("add_bridge", spec.name, parent.datapath, {"parent": spec.parent, "tag": spec.tag})]
 
 
-def _check_features(spec: PortSpec, datapath: str, features: Features, prefix: str) -> None:
-    if datapath == "userspace":
-        return
+def _check_features(spec: PortSpec, features: Features, prefix: str) -> None:
+    """Refuse what the port's datapath cannot do (the flags say what; only the kernel lacks any today)."""
     wants_vlan = spec.vlan is not None or spec.trunks is not None
     if wants_vlan and not features.vlan_filtering:
         field = "vlan" if spec.vlan is not None else "trunks"
@@ -162,7 +161,7 @@ def _check_features(spec: PortSpec, datapath: str, features: Features, prefix: s
     if spec.mac is not None and not features.port_security:
         raise MissingFeatureError(f"{prefix}.mac", spec.mac,
                                   f"(port security) is not available on the kernel datapath; {USERSPACE_HINT}")
-    if spec.type == "internal":
+    if spec.type == "internal" and not features.create_ports:
         raise MissingFeatureError(f"{prefix}.type", spec.type,
                                   "is not a kernel port type: a Linux bridge's own device is its internal "
                                   f"port; {USERSPACE_HINT}")
@@ -216,13 +215,14 @@ def _plan_port(spec: PortSpec, bridge: BridgeState, owner: Optional[str], state:
         raise ConflictError(f"{prefix}.{field}", getattr(spec, field),
                             f"cannot be set on a port of VLAN network '{bridge.name}': its ports carry VLAN "
                             f"{bridge.tag} untagged; attach the port to '{bridge.parent}' to tag it yourself")
-    _check_features(spec, bridge.datapath, features.get(bridge.datapath, Features()), prefix)
-    creatable = bridge.datapath == "userspace" and spec.type in ("tap", "internal")
+    datapath = features.get(bridge.datapath, Features())
+    _check_features(spec, datapath, prefix)
+    creatable = datapath.create_ports and spec.type in ("tap", "internal")
     if spec.name not in state.links and not creatable and owner is None:
         raise NotFoundError(f"{prefix}.name", spec.name,
                             "does not exist on this host; a port must be an existing interface (a VIF, tap, "
-                            "veth or NIC)" + ("" if bridge.datapath == "kernel"
-                                             else ", or have type tap or internal so vswitchd creates it"))
+                            "veth or NIC)" + (", or have type tap or internal so vswitchd creates it"
+                                             if datapath.create_ports else ""))
     if owner == spec.bridge:
         differing = _port_settings_diff(spec, state.ports[spec.name])
         return [Change("set_port", spec.name, bridge.datapath, {"bridge": spec.bridge, **differing})] \
