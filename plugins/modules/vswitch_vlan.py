@@ -38,6 +38,8 @@ options:
     default: present
 notes:
   - Supports check mode and diff mode. C(changed) is true exactly when the host changed.
+requirements:
+  - pyroute2 >= 0.9
 seealso:
   - module: openvif.vswitch.vswitch_bridge
   - module: openvif.vswitch.vswitch_port

@@ -16,6 +16,7 @@ from .errors import BackendError, VswitchError
 from .model import UPLINK_ALIAS, BridgeState, Change, FdbEntry, HostState, Link, PortState
 from .plan import Features
 from .rtnl import (
+    IFF_UP,
     IFLA_BR_AGEING_TIME,
     IFLA_BR_FORWARD_DELAY,
     IFLA_BR_STP_STATE,
@@ -25,7 +26,6 @@ from .rtnl import (
     setlink_master,
 )
 
-IFF_UP = 0x1
 IFF_PROMISC = 0x100
 NUD_PERMANENT = 0x80   # the bridge's own addresses ("local")
 NUD_NOARP = 0x40       # entries added as static
