@@ -114,6 +114,10 @@ def test_vms_on_one_vlan_meet_across_hosts_and_never_cross_vlans(trunked_hosts, 
     assert hv1.ctl("list-ports", "xapi5", check=True).stdout.split() == ["vif1.0"]
     fdb = hv1.ctl("fdb-show", "xapi5", "--json", check=True).stdout
     assert '"vlan": 5' in fdb and '"vlan": 6' not in fdb
+    # A dump of every bridge lists each learned entry once (a VLAN network shares its parent's table).
+    rows = hv1.call("fdb_show")
+    keys = [(r["port"], r["vlan"], r["mac"]) for r in rows]
+    assert keys and len(keys) == len(set(keys)) and {r["bridge"] for r in rows} == {"xenbr0"}
 
     rc, out, stats = run_playbook(ansible_env, inventory, play)
     assert rc == 0 and stats["hv1"]["changed"] == 0 and stats["hv2"]["changed"] == 0, out

@@ -335,8 +335,8 @@ def make_methods(switch: Any, clock: Callable[[], float], info: dict[str, Any]) 
     def fdb_flush(params: dict[str, Any]) -> dict[str, Any]:
         params_only(params, ("bridge",))
         name = _optional_name(params, "bridge")
-        for bridge_name in [name] if name else list(switch.bridges):
-            switch.bridge(bridge_name).fdb.flush()
+        for bridge in [switch.bridge(name)] if name else switch.tables().values():
+            bridge.fdb.flush()
         return {"flushed": True}
 
     def port_stats(params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -28,11 +28,6 @@ Unregister = Callable[[int], None]
 RETRY_INTERVAL = 5.0
 
 
-def default_mac(bridge: str) -> str:
-    """The MAC of a bridge's internal port (the host's IP lives there): stable, see identity.py."""
-    return stable_mac(bridge)
-
-
 def _parents_first(bridges: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """Bridges with VLAN networks after the bridges they ride on (the state file sorts by name)."""
     return sorted(bridges.items(), key=lambda item: item[1].get("parent") is not None)
@@ -74,7 +69,7 @@ class Switch:
             internal = RunPort(name, "internal")
             try:
                 internal.io = netdev.TapIO(name, internal.port, mtu=settings["mtu"],
-                                          mac=settings["mac"] or default_mac(name))
+                                          mac=settings["mac"] or stable_mac(name))
             except VswitchError as err:
                 internal.status = err.message
                 log.error("bridge %s: internal port not restored: %s", name, err.message)
@@ -101,7 +96,7 @@ class Switch:
                 if name not in old.bridges:
                     run = RunPort(name, "internal")
                     run.io = netdev.TapIO(name, run.port, mtu=settings["mtu"],
-                                          mac=settings["mac"] or default_mac(name))
+                                          mac=settings["mac"] or stable_mac(name))
                     internals[name] = run
                 else:
                     self._prepare_bridge_settings(name, old.bridges[name], settings, undo)
@@ -142,7 +137,7 @@ class Switch:
             undo.append(lambda: netdev.set_mtu(name, old["mtu"]))
         if new["mac"] != old["mac"]:
             previous = netdev.get_mac(name)
-            netdev.set_mac(name, new["mac"] or default_mac(name))
+            netdev.set_mac(name, new["mac"] or stable_mac(name))
             undo.append(lambda: netdev.set_mac(name, previous))
 
     def _commit(self, old: Config, new: Config, created: dict[str, RunPort], internals: dict[str, RunPort]) -> None:
@@ -250,7 +245,7 @@ class Switch:
 
     # -- housekeeping (called from the main loop about once a second) --------------------------------
     def tick(self, now: float) -> None:
-        for bridge in self.bridges.values():
+        for bridge in self.tables().values():
             bridge.fdb.expire(now)
         for run in self.ports.values():
             # Frames stranded behind a slot the kernel dropped never make the socket ready; look for
@@ -307,8 +302,13 @@ class Switch:
             raise NotFoundError("bridge", name, "is not a bridge of vswitchd")
         return bridge
 
+    def tables(self) -> dict[str, Bridge]:
+        """Each forwarding table once, by its bridge's name (a VLAN network shares its parent's)."""
+        return {name: bridge for name, bridge in sorted(self.bridges.items())
+                if self.config.bridges.get(name, {}).get("parent") is None}
+
     def fdb(self, name: Optional[str], now: float) -> list[dict[str, Any]]:
-        names = [name] if name is not None else sorted(self.bridges)
+        names = [name] if name is not None else list(self.tables())
         rows = []
         for bridge_name in names:
             tag = self.config.bridges.get(bridge_name, {}).get("tag")
@@ -332,4 +332,4 @@ class Switch:
 
     def fdb_summary(self) -> dict[str, Any]:
         return {name: {"learned": len(b.fdb), "limit": b.fdb.limit, "evictions": b.fdb.evictions}
-                for name, b in sorted(self.bridges.items())}
+                for name, b in self.tables().items()}
