@@ -130,6 +130,36 @@ def test_vms_on_one_vlan_meet_across_hosts_and_never_cross_vlans(trunked_hosts, 
     assert lab.ping_until(ns["vm1"], "10.9.0.3") and not lab.ping(ns["vm1"], "10.9.0.4", count=2)
 
 
+def learned(daemon: Daemon, bridge: str) -> set:
+    """(VLAN, MAC) of the entries ``daemon`` learned on ``bridge`` (static ones left out)."""
+    return {(row["vlan"], row["mac"]) for row in daemon.call("fdb_show", {"bridge": bridge}) if not row["static"]}
+
+
+def test_flushing_a_vlan_network_keeps_the_other_vlans_of_its_parent(trunked_hosts, ansible_env, tmp_path):
+    lab, hosts, daemons = trunked_hosts
+    inventory, play = write_play(tmp_path, hosts, daemons)
+    rc, out, _stats = run_playbook(ansible_env, inventory, play)
+    assert rc == 0, out
+    ns = {vm: f"{lab.prefix}-{vm}" for vm in VMS}
+    for vm_ns in ns.values():  # only our pings may teach the switch (no IPv6 chatter relearning a flushed MAC)
+        lab.run(vm_ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+    vms = {vlan: {(vlan, mac_of(lab, ns[vm], "eth0")) for vm, (_host, _vif, net, _a) in VMS.items()
+                  if net == f"xapi{vlan}"} for vlan in (5, 6)}
+    assert lab.ping_until(ns["vm1"], "10.9.0.3") and lab.ping_until(ns["vm2"], "10.9.0.4")
+    hv1 = daemons["hv1"]
+    assert learned(hv1, "xenbr0") >= vms[5] | vms[6], "hv1 learned both VLANs' VMs (local and across the trunk)"
+
+    assert hv1.ctl("fdb-flush", "xapi5", check=True).stdout.strip() == "table successfully flushed"
+    kept = learned(hv1, "xenbr0")
+    assert not kept & vms[5], "the VLAN network's own entries are forgotten"
+    assert kept >= vms[6], "the parent's other VLANs keep theirs"
+    assert not learned(hv1, "xapi5") & vms[5] and learned(hv1, "xapi6") >= vms[6]
+
+    hv1.ctl("fdb-flush", "xenbr0", check=True)
+    assert not learned(hv1, "xenbr0") & vms[6], "flushing the parent forgets every VLAN it carries"
+    assert lab.ping_until(ns["vm1"], "10.9.0.3") and learned(hv1, "xapi5") >= vms[5], "traffic teaches it again"
+
+
 def test_vlan_errors_leave_the_daemon_unchanged(vswitchd, netlab, hv, ansible_env, tmp_path):
     daemon = vswitchd(hv.ns)
     hv.env = dict(ansible_env, VSWITCHD_SOCKET=str(daemon.socket))

@@ -87,3 +87,18 @@ def test_ageing_zero_expire_flushes_everything_learned():
     fdb.ageing = 0
     fdb.expire(now=0)
     assert len(fdb) == 0
+
+
+def test_flush_of_one_vlan_keeps_the_others_and_static_entries():
+    fdb = Fdb(limit=10, ageing=300)
+    fdb.learn(5, m(1), A, now=0)
+    fdb.learn(5, m(2), B, now=0)
+    fdb.learn(6, m(1), A, now=0)
+    fdb.add_static(5, m(3), B)
+    assert fdb.flush(vlan=5) == 2
+    assert fdb.lookup(5, m(1), now=0) is None and fdb.lookup(5, m(2), now=0) is None
+    assert fdb.lookup(5, m(3), now=0) is B, "static entries survive a flush"
+    assert fdb.lookup(6, m(1), now=0) is A
+    assert len(fdb) == 1 and fdb.by_port == {A: {(6, m(1)): None}}, "the per-port index follows"
+    assert fdb.flush(vlan=7) == 0, "a VLAN with no table has nothing to flush"
+    assert fdb.flush() == 1 and len(fdb) == 0

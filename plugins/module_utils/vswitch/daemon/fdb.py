@@ -124,12 +124,28 @@ class Fdb:
                 removed += 1
         return removed
 
-    def flush(self) -> None:
-        """Forget every learned entry (static ones stay)."""
+    def flush(self, vlan: Optional[int] = None) -> int:
+        """Forget every learned entry, or those of ``vlan`` only (static ones stay); returns how many went."""
+        if vlan is not None:
+            return self._flush_vlan(vlan)
+        removed = 0
         for port in list(self.by_port):
-            for vlan, mac in list(self.by_port.get(port, ())):
-                entry = self.vlans[vlan].pop(mac)
-                self._unlink(vlan, mac, entry)
+            for key_vlan, mac in list(self.by_port.get(port, ())):
+                entry = self.vlans[key_vlan].pop(mac)
+                self._unlink(key_vlan, mac, entry)
+                removed += 1
+        return removed
+
+    def _flush_vlan(self, vlan: int) -> int:
+        # Walk that VLAN's table rather than the per-port index: a VLAN network's flush then costs
+        # its own entries, not the whole shared table's.
+        tbl = self.vlans.get(vlan)
+        if tbl is None:
+            return 0
+        learned = [mac for mac, entry in tbl.items() if not entry[ENTRY_STATIC]]
+        for mac in learned:
+            self._unlink(vlan, mac, tbl.pop(mac))
+        return len(learned)
 
     def expire(self, now: float) -> int:
         """Drop learned entries older than the ageing time; returns how many went."""

@@ -334,9 +334,7 @@ def make_methods(switch: Any, clock: Callable[[], float], info: dict[str, Any]) 
 
     def fdb_flush(params: dict[str, Any]) -> dict[str, Any]:
         params_only(params, ("bridge",))
-        name = _optional_name(params, "bridge")
-        for bridge in [switch.bridge(name)] if name else switch.tables().values():
-            bridge.fdb.flush()
+        switch.fdb_flush(_optional_name(params, "bridge"))
         return {"flushed": True}
 
     def port_stats(params: dict[str, Any]) -> list[dict[str, Any]]:

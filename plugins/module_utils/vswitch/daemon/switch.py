@@ -307,6 +307,17 @@ class Switch:
         return {name: bridge for name, bridge in sorted(self.bridges.items())
                 if self.config.bridges.get(name, {}).get("parent") is None}
 
+    def fdb_flush(self, name: Optional[str]) -> int:
+        """Forget learned entries of ``name`` (every bridge if None); returns how many went.
+
+        A VLAN network shares its parent's table, so it flushes only its tag there; the parent
+        (or every bridge) flushes all the VLANs it carries. Static entries stay, as in Fdb.flush.
+        """
+        if name is None:
+            return sum(bridge.fdb.flush() for bridge in self.tables().values())
+        bridge = self.bridge(name)
+        return bridge.fdb.flush(self.config.bridges.get(name, {}).get("tag"))
+
     def fdb(self, name: Optional[str], now: float) -> list[dict[str, Any]]:
         names = [name] if name is not None else list(self.tables())
         rows = []
