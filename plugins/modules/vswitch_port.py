@@ -52,7 +52,10 @@ options:
     type: str
     choices: [system, tap, internal]
   vlan:
-    description: Access VLAN (1-4094), untagged on this port. Needs VLAN support in the datapath.
+    description:
+      - Access VLAN (1-4094), untagged on this port. Needs VLAN support in the datapath.
+      - On the kernel datapath the bridge is switched to C(vlan_filtering) and this becomes the port's
+        PVID; a kernel without VLAN filtering fails before anything changes.
     type: int
   trunks:
     description: Tagged VLANs of a trunk port, as a list or ranges like C(100-120,200).

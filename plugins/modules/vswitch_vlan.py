@@ -15,8 +15,10 @@ description:
   - VIFs attach to it with M(openvif.vswitch.vswitch_port) like to any bridge and see its traffic
     untagged; the parent's uplink carries it tagged.
   - The parent's datapath decides where it lives. On the userspace datapath (vswitchd) it always works.
-    On the kernel datapath it needs bridge VLAN filtering; on a kernel without it the module fails
-    before changing anything, naming the missing feature.
+    On the kernel datapath it needs bridge VLAN filtering; the parent is switched to C(vlan_filtering)
+    and the VLAN network becomes a Linux bridge of its own, joined to the parent by a veth pair
+    (C(<name>-vp)/C(<name>-vn)) whose parent end is an access port of the tag. On a kernel without
+    VLAN filtering the module fails before changing anything, naming the missing feature.
   - All checks run before anything changes; a failed run leaves the host as it was.
 options:
   name:

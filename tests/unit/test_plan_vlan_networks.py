@@ -127,14 +127,21 @@ def test_module_action_check_mode_diff_and_absent():
     assert not actions.vlan({"name": "xapi3", "state": "absent"}, host, False).changed
 
 
-def test_kernel_with_vlan_filtering_is_still_refused_until_the_backend_programs_it(monkeypatch):
-    """A kernel that has vlan_filtering must not get a plain bridge where a VLAN network was asked."""
+def test_kernel_features_follow_the_kernels_vlan_filtering(monkeypatch):
+    """A kernel with vlan_filtering gets VLAN networks planned on it; one without is refused, named."""
     from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch import kernel
 
-    backend = kernel.KernelBackend.__new__(kernel.KernelBackend)
-    backend._features = None
-    monkeypatch.setattr(backend, "_probe_vlan_filtering", lambda: True)
-    features = {"kernel": backend.features}
-    assert not features["kernel"].vlan_filtering
-    with pytest.raises(MissingFeatureError, match="does not program yet"):
-        plan_vlan(vlan(), state(BridgeState(name="xenbr0")), features)
+    for has_it in (True, False):
+        backend = kernel.KernelBackend.__new__(kernel.KernelBackend)
+        backend._features = None
+        monkeypatch.setattr(backend, "_probe_vlan_filtering", lambda has_it=has_it: has_it)
+        features = {"kernel": backend.features}
+        assert features["kernel"].vlan_filtering is has_it
+        if has_it:
+            changes = plan_vlan(vlan(), state(BridgeState(name="xenbr0")), features)
+            assert [(c.op, c.datapath, dict(c.args)) for c in changes] == [
+                ("add_bridge", "kernel", {"parent": "xenbr0", "tag": 5})]
+        else:
+            with pytest.raises(MissingFeatureError, match="vlan_filtering.*which this host's kernel lacks"):
+                plan_vlan(vlan(), state(BridgeState(name="xenbr0")), features)
+

@@ -12,7 +12,9 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
+from . import kernel_vlans as kv
 from .errors import BackendError, VswitchError
+from .identity import stable_mac
 from .model import UPLINK_ALIAS, BridgeState, Change, FdbEntry, HostState, Link, PortState
 from .plan import Features
 from .rtnl import (
@@ -20,8 +22,10 @@ from .rtnl import (
     IFLA_BR_AGEING_TIME,
     IFLA_BR_FORWARD_DELAY,
     IFLA_BR_STP_STATE,
+    IFLA_BR_VLAN_FILTERING,
     RawLink,
     dump_links,
+    dump_port_vlans,
     send_batch,
     setlink_master,
 )
@@ -33,14 +37,20 @@ CENTI = 100            # the kernel exchanges bridge timers in clock_t (USER_HZ 
 
 Undo = Callable[[], None]
 ATTACH_CHUNK = 256     # attach requests per pipelined send (their ACKs fit the socket's buffer)
+VLAN_ARGS = ("vlan", "trunks", "native_vlan")
+
+
+def _plain_attach(change: Change) -> bool:
+    """An attach that is only a master change: no uplink marker, no VLANs to program."""
+    return change.op == "add_port" and not change.args.get("uplink") and \
+        not any(change.args.get(key) for key in VLAN_ARGS)
 
 
 def _attach_runs(changes: Sequence[Change]) -> list[list[Change]]:
     """Consecutive plain attaches grouped together; every other change alone, in order."""
     runs: list[list[Change]] = []
     for change in changes:
-        plain = change.op == "add_port" and not change.args.get("uplink")
-        if plain and runs and runs[-1][0].op == "add_port" and not runs[-1][0].args.get("uplink"):
+        if _plain_attach(change) and runs and _plain_attach(runs[-1][0]):
             runs[-1].append(change)
         else:
             runs.append([change])
@@ -77,6 +87,8 @@ class KernelBackend:
         self._features: Optional[Features] = None
         self._index: dict[str, int] = {}
         self._raw: dict[str, RawLink] = {}  # the last read, so applying needs no extra look-ups
+        self._vlans: dict[str, kv.Entries] = {}   # VLAN entries of ports of filtering bridges (last read)
+        self._filtering: set[str] = set()          # bridges with vlan_filtering on
 
     def close(self) -> None:
         self._ipr.close()
@@ -85,11 +97,9 @@ class KernelBackend:
     @property
     def features(self) -> Features:
         if self._features is None:
-            # This backend does not program bridge VLAN filtering yet (no kernel here has it to test
-            # against), so VLANs are refused before anything changes, with the reason that applies.
-            why = ("which the kernel datapath of openvif.vswitch does not program yet (this kernel has it)"
-                   if self._probe_vlan_filtering() else "which this host's kernel lacks")
-            self._features = Features(vlan_filtering=False, vlan_missing=why)
+            # Without bridge VLAN filtering in the kernel, VLANs are refused before anything
+            # changes (the planner names the missing feature and points to vswitchd).
+            self._features = Features(vlan_filtering=self._probe_vlan_filtering())
         return self._features
 
     def _probe_vlan_filtering(self) -> bool:
@@ -120,23 +130,39 @@ class KernelBackend:
             for name, link in raw.items()
         }
         members: dict[str, list[str]] = {name: [] for name, link in raw.items() if link.kind == "bridge"}
+        self._filtering = {name for name in members if (raw[name].bridge or {}).get(IFLA_BR_VLAN_FILTERING)}
+        # Only filtering bridges have VLANs to read: other hosts pay for no second dump.
+        by_index = dump_port_vlans(self._netns) if self._filtering else {}
+        self._vlans = {name: by_index.get(link.index, {}) for name, link in raw.items()
+                       if names.get(link.master) in self._filtering}
+        networks: dict[str, tuple[str, Optional[int]]] = {}   # VLAN network -> (parent, tag)
         ports: dict[str, PortState] = {}
         for link in links.values():
-            if link.master in members:
-                members[link.master].append(link.name)
-                ports[link.name] = PortState(name=link.name, bridge=link.master, type="system",
-                                             uplink=link.alias == UPLINK_ALIAS)
+            if link.master not in members:
+                continue
+            network = kv.network_of_alias(link.alias)
+            if network is not None:  # one end of a VLAN network's link: not a port anyone declared
+                if link.master != network:
+                    networks[network] = (link.master, kv.settings_of(self._vlans.get(link.name, {}))[0])
+                continue
+            members[link.master].append(link.name)
+            uplink = link.alias == UPLINK_ALIAS
+            vlan, trunks, native = (kv.settings_of(self._vlans.get(link.name, {}), uplink)
+                                    if link.master in self._filtering else (None, None, None))
+            ports[link.name] = PortState(name=link.name, bridge=link.master, type="system", vlan=vlan,
+                                         trunks=trunks, native_vlan=native, uplink=uplink)
         bridges = {}
         for name, member_names in members.items():
             data = raw[name].bridge or {}
             uplinks = [p for p in member_names if ports[p].uplink]
+            parent, tag = networks.get(name, (None, None))
             bridges[name] = BridgeState(
                 name=name, datapath="kernel",
                 stp=bool(data.get(IFLA_BR_STP_STATE, 0)),
                 forward_delay=data.get(IFLA_BR_FORWARD_DELAY, 0) / CENTI,
                 ageing_time=data.get(IFLA_BR_AGEING_TIME, 0) // CENTI,
                 mtu=links[name].mtu, mac=links[name].mac, uplink=uplinks[0] if uplinks else None,
-                ports=tuple(sorted(member_names)),
+                ports=tuple(sorted(member_names)), parent=parent, tag=tag,
             )
         return HostState(bridges=bridges, ports=ports, links=links, datapaths=("kernel",))
 
@@ -191,7 +217,8 @@ class KernelBackend:
                 undo()
             except Exception:  # keep undoing the rest; the error that started this is what matters
                 pass
-        self._index, self._raw = {}, {}  # indexes may have changed; re-read before the next use
+        # Indexes and VLANs may have changed; re-read before the next use.
+        self._index, self._raw, self._vlans, self._filtering = {}, {}, {}, set()
 
     def _idx(self, name: str) -> int:
         if name not in self._index:
@@ -220,6 +247,9 @@ class KernelBackend:
 
     def _add_bridge(self, change: Change, journal: list[Undo]) -> None:
         name, args = change.target, dict(change.args)
+        if args.get("parent") is not None:
+            self._add_vlan_network(name, args["parent"], int(args["tag"]), journal)
+            return
         self._ipr.link("add", ifname=name, kind="bridge", **self._bridge_attrs(args))
         journal.append(lambda: self._ipr.link("del", index=self._idx(name)))
         if args.get("mtu"):
@@ -251,17 +281,94 @@ class KernelBackend:
         name = change.target
         snapshot = self.read()
         bridge = snapshot.bridges[name]
+        if bridge.parent is not None:
+            # Deleting one end of the veth pair deletes both; the parent's end is the one in the parent.
+            self._ipr.link("del", index=self._idx(kv.link_names(name)[0]))
         self._ipr.link("del", index=self._idx(name))
         self._index.pop(name, None)
 
         def recreate() -> None:
-            settings = {"stp": bridge.stp, "forward_delay": bridge.forward_delay,
-                        "ageing_time": bridge.ageing_time, "mtu": bridge.mtu, "mac": bridge.mac}
+            settings: dict[str, Any] = {"stp": bridge.stp, "forward_delay": bridge.forward_delay,
+                                        "ageing_time": bridge.ageing_time, "mtu": bridge.mtu, "mac": bridge.mac}
+            if bridge.parent is not None:
+                settings = {"parent": bridge.parent, "tag": bridge.tag}
             self._add_bridge(Change("add_bridge", name, "kernel", settings), [])
             for port in bridge.ports:
                 state = snapshot.ports[port]
-                self._add_port(Change("add_port", port, "kernel", {"bridge": name, "uplink": state.uplink}), [])
+                vlans = {key: getattr(state, key) for key in VLAN_ARGS if getattr(state, key) is not None}
+                self._add_port(Change("add_port", port, "kernel",
+                                      {"bridge": name, "uplink": state.uplink, **vlans}), [])
         journal.append(recreate)
+
+    def _add_vlan_network(self, name: str, parent: str, tag: int, journal: list[Undo]) -> None:
+        """A bridge of its own, joined to ``parent`` by a veth pair whose parent end is an access port of ``tag``."""
+        self._ensure_filtering(parent, journal)
+        parent_end, own_end = kv.link_names(name)
+        mtu = self._raw[parent].mtu if parent in self._raw else _attr(self._link(parent), "IFLA_MTU")
+        self._ipr.link("add", ifname=name, kind="bridge")
+        journal.append(lambda: self._ipr.link("del", index=self._idx(name)))
+        self._set(name, address=stable_mac(name), mtu=mtu)
+        self._ipr.link("add", ifname=parent_end, kind="veth", peer={"ifname": own_end})
+        journal.append(lambda: self._ipr.link("del", index=self._idx(parent_end)))
+        for end, master in ((own_end, name), (parent_end, parent)):
+            self._set(end, ifalias=kv.VLAN_LINK_ALIAS + name, mtu=mtu)
+            self._set(end, master=self._idx(master), state="up")
+        self._vlans[parent_end] = {kv.DEFAULT_VLAN: kv.ACCESS}  # what the kernel gives a new port
+        self._program_vlans(parent_end, {tag: kv.ACCESS}, journal)
+        self._set(name, state="up")
+
+    # --------------------------------------------------------------------- VLANs
+    def _ensure_filtering(self, bridge: str, journal: list[Undo]) -> None:
+        """Turn VLAN filtering on for ``bridge`` (once; its ports stay in the untagged VLAN 1)."""
+        if bridge in self._filtering:
+            return
+        self._set(bridge, kind="bridge", br_vlan_filtering=1)
+        journal.append(lambda: self._set(bridge, kind="bridge", br_vlan_filtering=0))
+        self._filtering.add(bridge)
+        bridge_index = self._idx(bridge)
+        for link in dump_links(self._netns):  # fresh: the uplink may have joined in this transaction
+            if link.master == bridge_index and link.alias == UPLINK_ALIAS:
+                # From now on VLANs on this bridge exist; its uplink carries all of them to the wire.
+                self._program_vlans(link.name, kv.entries_for(None, None, None, uplink=True), journal)
+
+    def _current_vlans(self, name: str) -> kv.Entries:
+        return self._vlans.get(name) or {kv.DEFAULT_VLAN: kv.ACCESS}
+
+    def _program_vlans(self, name: str, wanted: kv.Entries, journal: list[Undo]) -> None:
+        """Make port ``name``'s VLAN entries exactly ``wanted`` (deletions first: a port has one PVID)."""
+        current = self._current_vlans(name)
+        remove, add = kv.changes_between(current, wanted)
+        if not remove and not add:
+            return
+        # Registered before the requests: if one fails half-way, the undo puts back what there was.
+        journal.append(lambda: self._restore_vlans(name, current))
+        index = self._idx(name)
+        for first, last, _flags in kv.ranges(remove):
+            self._ipr.vlan_filter("del", index=index, vlan_info={"vid": _vid(first, last)})
+        for first, last, flags in kv.ranges(add):
+            self._ipr.vlan_filter("add", index=index, vlan_info={"vid": _vid(first, last), "flags": flags})
+        self._vlans[name] = dict(wanted)
+
+    def _restore_vlans(self, name: str, entries: kv.Entries) -> None:
+        """Undo: read what the port has now (a step may have stopped half-way) and program ``entries``."""
+        self._vlans[name] = dump_port_vlans(self._netns).get(self._idx(name), {})
+        self._program_vlans(name, entries, [])
+
+    def _configure_vlans(self, change: Change, journal: list[Undo]) -> None:
+        """Program the VLANs a port change asks for (access, trunk, native) on a filtering bridge."""
+        if not any(key in change.args for key in VLAN_ARGS):
+            return
+        name, bridge = change.target, change.args["bridge"]
+        self._ensure_filtering(bridge, journal)
+        current = self._current_vlans(name)
+        uplink = self._is_uplink(name)
+        vlan, trunks, native = kv.merged_settings(kv.settings_of(current, uplink), change.args)
+        self._program_vlans(name, kv.entries_for(vlan, trunks, native, uplink), journal)
+
+    def _is_uplink(self, name: str) -> bool:
+        known = self._raw.get(name)
+        alias = known.alias if known else self._link(name).get_attr("IFLA_IFALIAS")
+        return alias == UPLINK_ALIAS
 
     def _before_attach(self, name: str, bridge: str) -> tuple[bool, str]:
         """What attaching ``name`` to ``bridge`` changes besides the master: its up state, the bridge MAC."""
@@ -287,8 +394,10 @@ class KernelBackend:
         # forwards only when up).
         self._set(name, master=self._idx(bridge), **({} if was_up else {"state": "up"}))
         journal.append(self._detach_undo(name, bridge, was_up, bridge_mac))
+        self._vlans.pop(name, None)  # a port joining a bridge starts in the default VLAN
         if change.args.get("uplink"):
-            self._mark_uplink(name, True, journal)
+            self._mark_uplink(name, True, journal, bridge)
+        self._configure_vlans(change, journal)
 
     def _attach_many(self, changes: Sequence[Change], journal: list[Undo]) -> None:
         """Plain attaches (no uplink) sent pipelined: the kernel applies them in order, as one by one."""
@@ -301,6 +410,8 @@ class KernelBackend:
                 messages.append(setlink_master(self._idx(name), self._idx(bridge), up=not was_up))
                 facts.append((name, bridge, was_up, bridge_mac))
             results = send_batch(messages, self._netns)
+            for name, *_rest in facts:
+                self._vlans.pop(name, None)  # a port joining a bridge starts in the default VLAN
             for (name, bridge, was_up, bridge_mac), code in zip(facts, results, strict=True):
                 if code == 0:
                     journal.append(self._detach_undo(name, bridge, was_up, bridge_mac))
@@ -312,20 +423,28 @@ class KernelBackend:
 
     def _del_port(self, change: Change, journal: list[Undo]) -> None:
         name, bridge = change.target, change.args["bridge"]
-        known = self._raw.get(name)
-        alias = known.alias if known else self._link(name).get_attr("IFLA_IFALIAS")
-        was_uplink = alias == UPLINK_ALIAS
-        if was_uplink:
-            self._mark_uplink(name, False, journal)
-        self._set(name, master=0)
-        journal.append(lambda: self._set(name, master=self._idx(bridge)))
+        if self._is_uplink(name):
+            self._mark_uplink(name, False, journal, bridge)
+        vlans = self._current_vlans(name)
+        self._set(name, master=0)  # the kernel forgets the port's VLANs with it
+
+        def reattach() -> None:
+            self._set(name, master=self._idx(bridge))
+            if bridge in self._filtering:
+                self._vlans[name] = {kv.DEFAULT_VLAN: kv.ACCESS}
+                self._program_vlans(name, vlans, [])
+        journal.append(reattach)
 
     def _set_port(self, change: Change, journal: list[Undo]) -> None:
         if "uplink" in change.args:
-            self._mark_uplink(change.target, bool(change.args["uplink"]), journal)
+            self._mark_uplink(change.target, bool(change.args["uplink"]), journal, change.args["bridge"])
+        self._configure_vlans(change, journal)
 
-    def _mark_uplink(self, name: str, uplink: bool, journal: list[Undo]) -> None:
-        """The uplink (PIF) runs promiscuous, as XenServer's does, and carries the uplink alias."""
+    def _mark_uplink(self, name: str, uplink: bool, journal: list[Undo], bridge: str) -> None:
+        """The uplink (PIF) runs promiscuous, as XenServer's does, and carries the uplink alias.
+
+        On a filtering bridge it also carries every VLAN tagged (and loses them when demoted).
+        """
         link = self._link(name)
         old_alias = link.get_attr("IFLA_IFALIAS") or ""
         old_promisc = link["flags"] & IFF_PROMISC
@@ -333,3 +452,10 @@ class KernelBackend:
         journal.append(lambda: self._set(name, ifalias=old_alias))
         self._set(name, flags=IFF_PROMISC if uplink else 0, mask=IFF_PROMISC)
         journal.append(lambda: self._set(name, flags=old_promisc, mask=IFF_PROMISC))
+        if bridge in self._filtering:
+            self._program_vlans(name, kv.entries_for(None, None, None, uplink=uplink), journal)
+
+
+def _vid(first: int, last: int) -> Any:
+    """pyroute2's spelling of one VID or a range of them (it sets the range flags itself)."""
+    return first if first == last else f"{first}-{last}"

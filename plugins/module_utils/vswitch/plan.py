@@ -168,7 +168,13 @@ def _check_features(spec: PortSpec, features: Features, prefix: str) -> None:
 
 
 def _port_settings_diff(spec: PortSpec, current: PortState) -> dict[str, Any]:
-    return {k: val for k, val in spec.settings().items() if getattr(current, k) != val}
+    differing = {k: val for k, val in spec.settings().items() if getattr(current, k) != val}
+    # A port is an access port or a trunk: declaring one mode clears what the other had set.
+    if differing.get("vlan") is not None:
+        differing.update({k: None for k in ("trunks", "native_vlan") if getattr(current, k) is not None})
+    elif differing.get("trunks") and current.vlan is not None:
+        differing["vlan"] = None
+    return differing
 
 
 def plan_ports(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -20,8 +21,11 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_EXT_MASK = 1, 3, 4, 10, 18, 20, 29
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
-IFLA_BR_FORWARD_DELAY, IFLA_BR_AGEING_TIME, IFLA_BR_STP_STATE = 1, 4, 5
-RTEXT_FILTER_SKIP_STATS = 1 << 3
+IFLA_BR_FORWARD_DELAY, IFLA_BR_AGEING_TIME, IFLA_BR_STP_STATE, IFLA_BR_VLAN_FILTERING = 1, 4, 5, 7
+IFLA_AF_SPEC, IFLA_BRIDGE_VLAN_INFO = 26, 2
+BRIDGE_VLAN_INFO_RANGE_BEGIN, BRIDGE_VLAN_INFO_RANGE_END = 0x8, 0x10
+RTEXT_FILTER_BRVLAN_COMPRESSED, RTEXT_FILTER_SKIP_STATS = 1 << 2, 1 << 3
+_BRIDGE_ATTRS = (IFLA_BR_FORWARD_DELAY, IFLA_BR_AGEING_TIME, IFLA_BR_STP_STATE, IFLA_BR_VLAN_FILTERING)
 NLA_TYPE_MASK = 0x3FFF  # strip NLA_F_NESTED / NLA_F_NET_BYTEORDER
 
 _NLMSGHDR = struct.Struct("=IHHII")
@@ -78,8 +82,9 @@ def _link(data: bytes, offset: int, end: int) -> RawLink:
         kind = _text(nested.get(IFLA_INFO_KIND)) or ""
         if kind == "bridge" and IFLA_INFO_DATA in nested:
             raw = nested[IFLA_INFO_DATA]
-            bridge = {key: _U32.unpack_from(value)[0] for key, value in _attrs(raw, 0, len(raw)).items()
-                      if key in (IFLA_BR_FORWARD_DELAY, IFLA_BR_AGEING_TIME, IFLA_BR_STP_STATE) and len(value) >= 4}
+            # Most are u32; vlan_filtering is a u8 (its attribute is 5 bytes long).
+            bridge = {key: int.from_bytes(value[:4], sys.byteorder) for key, value in _attrs(raw, 0, len(raw)).items()
+                      if key in _BRIDGE_ATTRS and value}
     address = attrs.get(IFLA_ADDRESS, b"")
     return RawLink(
         index=index, name=_text(attrs.get(IFLA_IFNAME)) or "", flags=flags,
@@ -118,25 +123,68 @@ def _socket_in(netns: Optional[str]) -> socket.socket:
 
 def dump_links(netns: Optional[str] = None) -> list[RawLink]:
     """Every link of the network namespace, in one RTM_GETLINK dump."""
+    return [_link(data, start, end) for data, start, end in _dump_links(netns, socket.AF_UNSPEC,
+                                                                        RTEXT_FILTER_SKIP_STATS)]
+
+
+def dump_port_vlans(netns: Optional[str] = None) -> dict[int, dict[int, int]]:
+    """VLAN entries (VID -> BRIDGE_VLAN_INFO_* flags) of every bridge port, by ifindex.
+
+    One AF_BRIDGE dump asking for compressed VLAN lists: an uplink carrying VLANs 2-4094
+    comes back as one range instead of 4,093 attributes.
+    """
+    ports: dict[int, dict[int, int]] = {}
+    for data, start, end in _dump_links(netns, socket.AF_BRIDGE, RTEXT_FILTER_BRVLAN_COMPRESSED):
+        index = _IFINFOMSG.unpack_from(data, start)[2]
+        spec = _attrs(data, start + _IFINFOMSG.size, end, frozenset({IFLA_AF_SPEC})).get(IFLA_AF_SPEC)
+        if spec is not None:
+            ports[index] = vlan_entries(spec)
+    return ports
+
+
+def vlan_entries(spec: bytes) -> dict[int, int]:
+    """The VLANs of one IFLA_AF_SPEC (a list of IFLA_BRIDGE_VLAN_INFO, ranges expanded)."""
+    entries: dict[int, int] = {}
+    begin: Optional[int] = None
+    start = 0
+    while start + 4 <= len(spec):
+        length, kind = _NLA.unpack_from(spec, start)
+        if length < 4 or start + length > len(spec):
+            break
+        if kind & NLA_TYPE_MASK == IFLA_BRIDGE_VLAN_INFO and length >= 8:
+            flags, vid = struct.unpack_from("=HH", spec, start + 4)
+            plain = flags & ~(BRIDGE_VLAN_INFO_RANGE_BEGIN | BRIDGE_VLAN_INFO_RANGE_END)
+            if flags & BRIDGE_VLAN_INFO_RANGE_BEGIN:
+                begin = vid
+            elif flags & BRIDGE_VLAN_INFO_RANGE_END and begin is not None:
+                entries.update((v, plain) for v in range(begin, vid + 1))
+                begin = None
+            else:
+                entries[vid] = plain
+        start += (length + 3) & ~3
+    return entries
+
+
+def _dump_links(netns: Optional[str], family: int, ext_mask: int):
+    """(datagram, body start, body end) of each RTM_NEWLINK answering one RTM_GETLINK dump."""
     with _socket_in(netns) as sock:
         sock.bind((0, 0))
         seq = os.getpid() & 0xFFFF
-        mask = struct.pack("=HHI", 8, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
-        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + mask
+        mask = struct.pack("=HHI", 8, IFLA_EXT_MASK, ext_mask)
+        body = _IFINFOMSG.pack(family, 0, 0, 0, 0) + mask
         sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
-        links: list[RawLink] = []
         while True:
             data = sock.recv(1 << 20)
             for kind, msg_seq, start, end in _messages(data):
                 if msg_seq != seq:
                     continue
                 if kind == NLMSG_DONE:
-                    return links
+                    return
                 if kind == NLMSG_ERROR:
                     errno = -struct.unpack_from("=i", data, start)[0]
                     raise OSError(errno, f"link dump failed: {os.strerror(errno)}")
                 if kind == RTM_NEWLINK:
-                    links.append(_link(data, start, end))
+                    yield data, start, end
 
 
 def _messages(data: bytes):
