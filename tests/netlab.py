@@ -7,6 +7,7 @@ what it made, also after a failed test.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -18,6 +19,30 @@ from typing import Optional
 def sh(*argv: str, check: bool = True, timeout: float = 30, input: Optional[str] = None
        ) -> subprocess.CompletedProcess:
     return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=timeout, input=input)
+
+
+def link_witness(ns: str) -> dict:
+    """Everything the kernel says about the links of ``ns`` that is configuration, by name.
+
+    Tests compare it before and after a failed run to prove the host was left as it was.
+    """
+    links = json.loads(sh("ip", "-n", ns, "-d", "-j", "link", "show").stdout)
+    for link in links:  # counters, timers and STP port states move on their own: not configuration
+        for derived in ("stats64", "tso_max_size", "tso_max_segs", "gso_max_size", "gso_max_segs", "gro_max_size"):
+            link.pop(derived, None)  # offload limits follow the current ports
+        # Carrier is runtime state the kernel updates asynchronously (linkwatch), not configuration.
+        link["flags"] = [f for f in link.get("flags", []) if f not in ("NO-CARRIER", "LOWER_UP")]
+        link.pop("operstate", None)
+        for section in ("info_data", "info_slave_data"):
+            info = link.get("linkinfo", {}).get(section, {})
+            for key in [k for k in info if k.endswith("_timer")]:
+                info.pop(key)
+        link.get("linkinfo", {}).get("info_slave_data", {}).pop("state", None)
+        # STP identifiers derive from the bridge MAC and its ports; a rollback restores the MAC of a
+        # bridge that was not pinned, which the kernel then also uses as its bridge id.
+        for derived in ("bridge_id", "root_id"):
+            link.get("linkinfo", {}).get("info_data", {}).pop(derived, None)
+    return {link["ifname"]: link for link in links}
 
 
 def netns_exists(name: str) -> bool:

@@ -1,0 +1,31 @@
+"""The kernel datapath's VLANs, tested on a kernel that has bridge vlan_filtering.
+
+This machine's kernel lacks it, so the checks in kernel_vlan_checks.py run inside a QEMU guest
+booting Debian 12's own kernel over this machine's (read-only) root filesystem; see
+tests/vmkernel/vm.py. The guest's pytest summary is printed here; any failure, error or skip
+inside it fails this test.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "vmkernel"))
+import vm  # noqa: E402
+
+pytestmark = pytest.mark.integration
+CHECKS = "tests/integration/kernel_vlan_checks.py"
+
+
+def test_kernel_vlan_filtering_in_a_debian_kernel_guest():
+    python = Path(sys.executable)
+    result = vm.run(f"{python} -m pytest -p no:cacheprovider --color=no -q -rA {CHECKS}", timeout=1500)
+    summary = [line for line in result.output.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
+    print("\n".join(summary[-1:]))
+    assert result.returncode == 0, result.output[-20000:]
+    assert summary and re.search(r"\d+ passed", summary[-1]), result.output[-20000:]
+    assert not re.search(r"failed|error|skipped|xfail", summary[-1]), result.output[-20000:]
