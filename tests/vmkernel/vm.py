@@ -70,8 +70,13 @@ def _run(*argv: str, cwd: Path | None = None) -> None:
 
 def _kernel_package() -> str:
     """The versioned image package Debian's linux-image-amd64 points at (e.g. linux-image-6.1.0-56-amd64)."""
-    out = subprocess.run(["apt-cache", "depends", "linux-image-amd64"], check=True, capture_output=True,
-                         text=True).stdout
+    def depends() -> str:
+        return subprocess.run(["apt-cache", "depends", "linux-image-amd64"], capture_output=True, text=True).stdout
+
+    out = depends()
+    if "Depends: linux-image-" not in out:  # a fresh machine may have no package lists yet
+        _run("apt-get", "update", "-qq")
+        out = depends()
     found = re.findall(r"Depends: (linux-image-[0-9][^\s]*-amd64)", out)
     if not found:
         raise RuntimeError(f"apt knows no linux-image-amd64 dependency (run apt-get update?):\n{out}")
