@@ -226,3 +226,37 @@ def test_a_kernel_refusal_mid_way_leaves_the_host_as_it_was(netlab, ansible_env,
                         {"name": "xapi7", "parent": "xenbr1", "tag": 7})
     assert result.get("failed") and "nothing was changed" in result["msg"], result
     assert (link_witness(hv), bridge_vlans(netlab, hv)) == before
+
+
+def test_a_deleted_filtering_bridge_comes_back_whole_when_a_later_step_fails(netlab):
+    """Rollback of del_bridge: the bridge is recreated with vlan_filtering, its uplink range and port VLANs."""
+    from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.errors import VswitchError
+    from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.kernel import KernelBackend
+    from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.model import Change
+
+    hv = netlab.ns("hv1")
+    for name in ("peth2", "vif1.0", "vif2.0"):
+        netlab.link(hv, name, netlab.ns(f"far-{name.replace('.', '')}"), "eth0")
+    backend = KernelBackend(netns=hv)
+    try:
+        backend.apply([Change("add_bridge", "xenbr2", "kernel", {"mac": "02:00:00:00:00:22"}),
+                       Change("add_port", "peth2", "kernel", {"bridge": "xenbr2", "uplink": True}),
+                       Change("add_port", "vif1.0", "kernel", {"bridge": "xenbr2", "vlan": 5}),
+                       Change("add_port", "vif2.0", "kernel", {"bridge": "xenbr2", "trunks": [7, 8],
+                                                               "native_vlan": 3})])
+        backend.read()
+
+        def view() -> tuple:
+            links = link_witness(hv)
+            return (links["xenbr2"]["address"], links["xenbr2"]["linkinfo"]["info_data"]["vlan_filtering"],
+                    {name: links[name].get("master") for name in ("peth2", "vif1.0", "vif2.0")},
+                    links["peth2"].get("ifalias"), bridge_vlans(netlab, hv))
+
+        before = view()
+        assert before[1] == 1 and before[2] == dict.fromkeys(("peth2", "vif1.0", "vif2.0"), "xenbr2")
+        with pytest.raises(VswitchError):
+            backend.apply([Change("del_bridge", "xenbr2", "kernel", {"ports": ["peth2", "vif1.0", "vif2.0"]}),
+                           Change("add_port", "vif1.0", "kernel", {"bridge": "no-such-br"})])
+        assert view() == before
+    finally:
+        backend.close()

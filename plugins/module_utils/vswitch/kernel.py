@@ -286,6 +286,8 @@ class KernelBackend:
             self._ipr.link("del", index=self._idx(kv.link_names(name)[0]))
         self._ipr.link("del", index=self._idx(name))
         self._index.pop(name, None)
+        was_filtering = name in self._filtering
+        self._filtering.discard(name)
 
         def recreate() -> None:
             settings: dict[str, Any] = {"stp": bridge.stp, "forward_delay": bridge.forward_delay,
@@ -293,6 +295,8 @@ class KernelBackend:
             if bridge.parent is not None:
                 settings = {"parent": bridge.parent, "tag": bridge.tag}
             self._add_bridge(Change("add_bridge", name, "kernel", settings), [])
+            if was_filtering:
+                self._ensure_filtering(name, [])
             for port in bridge.ports:
                 state = snapshot.ports[port]
                 vlans = {key: getattr(state, key) for key in VLAN_ARGS if getattr(state, key) is not None}
