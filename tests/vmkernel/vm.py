@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -136,6 +137,7 @@ def prepare(cache: Path = CACHE) -> tuple[Path, Path]:
     with open(initrd, "wb") as out:
         subprocess.run(["gzip", "-1"], input=archive, stdout=out, check=True)
     shutil.rmtree(tree)
+    shutil.rmtree(debs)  # 70 MB of packages; what the guest needs is extracted
     (cache / "release").write_text(release + "\n")
     ready.touch()
     return kernel, initrd
@@ -204,5 +206,6 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if args[:1] == ["--"]:
         args = args[1:]
-    result = run(" ".join(args) or "uname -r", echo=True)
+    # One argument is a shell line; several are one command, quoted as given.
+    result = run(args[0] if len(args) == 1 else shlex.join(args) or "uname -r", echo=True)
     sys.exit(result.returncode)
