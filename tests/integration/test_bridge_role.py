@@ -159,10 +159,13 @@ class PhysicalNetwork:
     def addressing(self) -> dict:
         """Links (IPv4 addresses, master, MAC), routes and resolv.conf: 'the previous addressing'."""
         links = json.loads(sh("ip", "-n", self.host, "-j", "addr", "show").stdout)
+        aliases = {link["ifname"]: link.get("ifalias")  # `ip addr` leaves the alias out
+                   for link in json.loads(sh("ip", "-n", self.host, "-j", "link", "show").stdout)}
         routes = json.loads(sh("ip", "-n", self.host, "-j", "-4", "route", "show").stdout)
         return {
             "links": {link["ifname"]: {"master": link.get("master"), "mac": link["address"],
-                                       "up": "UP" in link["flags"],
+                                       "up": "UP" in link["flags"], "promisc": "PROMISC" in link["flags"],
+                                       "alias": aliases.get(link["ifname"]),
                                        "ipv4": sorted(f"{a['local']}/{a['prefixlen']}" for a in link["addr_info"]
                                                       if a["family"] == "inet")}
                       for link in links},
@@ -239,6 +242,8 @@ def persisted(root: Path, directory: str) -> dict[str, str]:
 def assert_ip_on_bridge(net: PhysicalNetwork, dhcp: bool) -> None:
     after = net.addressing()
     assert after["links"]["eth0"]["ipv4"] == [] and after["links"]["eth0"]["master"] == "xenbr0"
+    # Marked as vswitch_bridge marks an uplink, so a later vswitch_bridge/vswitch_vlan run knows it.
+    assert after["links"]["eth0"]["alias"] == "openvif:uplink" and after["links"]["eth0"]["promisc"]
     assert after["links"]["xenbr0"]["ipv4"] == [f"{HOST_IP}/24"]
     assert after["links"]["xenbr0"]["mac"] == HOST_MAC
     routes = [json.loads(r) for r in after["routes"]]

@@ -18,6 +18,7 @@ from .identity import stable_mac
 from .model import UPLINK_ALIAS, BridgeState, Change, FdbEntry, HostState, Link, PortState
 from .plan import Features
 from .rtnl import (
+    IFF_PROMISC,
     IFF_UP,
     IFLA_BR_AGEING_TIME,
     IFLA_BR_FORWARD_DELAY,
@@ -30,7 +31,6 @@ from .rtnl import (
     setlink_master,
 )
 
-IFF_PROMISC = 0x100
 NUD_PERMANENT = 0x80   # the bridge's own addresses ("local")
 NUD_NOARP = 0x40       # entries added as static
 CENTI = 100            # the kernel exchanges bridge timers in clock_t (USER_HZ = 100)

@@ -79,6 +79,8 @@ def restore(ipr, snap: dict[str, Any], spec: HostIpSpec) -> dict[str, Any]:
     netops.set_link(ipr, uplink_index, master=master or 0)
     netops.set_link(ipr, uplink_index, address=up["mac"], mtu=up["mtu"])
     netops.set_link(ipr, uplink_index, state="up" if up["up"] else "down")
+    if "alias" in up:  # snapshots written before the uplink marker existed lack it
+        netops.mark_uplink(ipr, uplink_index, up["alias"], up["promisc"])
     netops.set_addresses(ipr, uplink_index, _remaining(up["addresses"], elapsed))
     if br is not None and current_bridge is not None:
         netops.set_link(ipr, current_bridge, state="up" if br["up"] else "down")
