@@ -3,9 +3,9 @@
 This machine's kernel lacks bridge vlan_filtering and 802.1Q devices, so the kernel
 datapath's VLAN code cannot be tested on it. The guest boots Debian's stock
 ``linux-image-*-amd64`` (which has both) with this machine's root filesystem shared
-read-only over 9p, so it runs the very same Python, venv and checkout; only /tmp, /run
-and the directories listed in ``writable`` are fresh tmpfs. The kernel and busybox come
-from apt (``apt-get download``, nothing is installed on the host); QEMU is in
+read-only over 9p, so it runs the very same Python, venv and checkout; only /run, /dev/shm
+and the directories listed in ``writable`` are fresh tmpfs (TMPDIR is /run/tmp). The kernel
+and busybox come from apt (``apt-get download``, nothing is installed on the host); QEMU is in
 scripts/bootstrap.sh's test profile. Nested KVM does not work under this machine's
 hypervisor, so the guest is emulated (TCG): slow, but a real kernel.
 
@@ -40,7 +40,7 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in $(cat /modules.order); do insmod /lib/modules/$m || echo "vmkernel: insmod $m failed"; done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=512000 hostroot /mnt || echo "vmkernel: no root"
 mount -t proc proc /mnt/proc; mount -t sysfs sys /mnt/sys; mount -t devtmpfs dev /mnt/dev
-mount -t tmpfs tmp /mnt/tmp; mount -t tmpfs run /mnt/run
+mount -t tmpfs run /mnt/run
 mkdir -p /mnt/dev/shm /mnt/dev/pts; mount -t tmpfs shm /mnt/dev/shm; mount -t devpts pts /mnt/dev/pts
 mkdir -p /mnt/run/vmjob
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 job /mnt/run/vmjob || echo "vmkernel: no job"
@@ -50,8 +50,10 @@ poweroff -f
 """
 
 JOB = """set -u
-# The root filesystem is read-only here; Ansible keeps its remote temp files under /tmp.
-export HOME=/tmp PYTHONDONTWRITEBYTECODE=1 ANSIBLE_REMOTE_TEMP=/tmp/.ansible-remote
+# The root filesystem is read-only here. Temporary files go to /run (a tmpfs), not /tmp: a
+# tmpfs over /tmp would hide a checkout that lives under /tmp (CI may clone there).
+mkdir -p /run/tmp /run/home
+export TMPDIR=/run/tmp HOME=/run/home PYTHONDONTWRITEBYTECODE=1 ANSIBLE_REMOTE_TEMP=/run/tmp/.ansible-remote
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 for dir in {writable}; do mount -t tmpfs tmpfs "$dir"; done
 cd {cwd}
