@@ -13,6 +13,7 @@ hypervisor, so the guest is emulated (TCG): slow, but a real kernel.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -110,7 +111,9 @@ def _module_order(moddir: Path) -> list[str]:
 def prepare(cache: Path = CACHE) -> tuple[Path, Path]:
     """(kernel, initramfs), built once into ``cache`` from Debian's packages."""
     kernel, initrd, ready = cache / "vmlinuz", cache / "initrd.gz", cache / "ready"
-    if ready.exists():
+    # The initramfs holds INIT and MODULES: a cache built from other ones is rebuilt.
+    recipe = hashlib.sha256(f"{INIT}{MODULES}".encode()).hexdigest()
+    if ready.exists() and ready.read_text() == recipe:
         return kernel, initrd
     shutil.rmtree(cache, ignore_errors=True)
     debs, tree, image = cache / "debs", cache / "tree", cache / "initramfs"
@@ -141,7 +144,7 @@ def prepare(cache: Path = CACHE) -> tuple[Path, Path]:
     shutil.rmtree(tree)
     shutil.rmtree(debs)  # 70 MB of packages; what the guest needs is extracted
     (cache / "release").write_text(release + "\n")
-    ready.touch()
+    ready.write_text(recipe)
     return kernel, initrd
 
 
