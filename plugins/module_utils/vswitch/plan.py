@@ -16,6 +16,8 @@ from .identity import stable_mac
 from .model import BridgeSpec, BridgeState, Change, HostState, PortSpec, PortState, VlanSpec
 
 USERSPACE_HINT = "use datapath: userspace (vswitchd), which provides it"
+# Only a kernel without bridge VLAN filtering lacks VLANs (the kernel backend programs them otherwise).
+VLAN_MISSING = "which this host's kernel lacks"
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,6 @@ class Features:
     port_promiscuous: bool = False
     port_security: bool = False
     create_ports: bool = False     # can create tap/internal ports itself
-    vlan_missing: str = "which this host's kernel lacks"   # why not, when vlan_filtering is False
 
 
 def _require_bridge(state: HostState, field: str, name: str) -> BridgeState:
@@ -128,7 +129,7 @@ def plan_vlan(spec: VlanSpec, state: HostState, features: Mapping[str, Features]
     if not parent_features.vlan_filtering:
         raise MissingFeatureError("parent", spec.parent,
                                   f"is on the {parent.datapath} datapath, and VLAN networks need bridge VLAN "
-                                  f"filtering (vlan_filtering), {parent_features.vlan_missing}; {USERSPACE_HINT}")
+                                  f"filtering (vlan_filtering), {VLAN_MISSING}; {USERSPACE_HINT}")
     current = state.bridges.get(spec.name)
     if current is not None:
         if current.parent == spec.parent and current.tag == spec.tag:
@@ -152,7 +153,7 @@ def _check_features(spec: PortSpec, features: Features, prefix: str) -> None:
     if wants_vlan and not features.vlan_filtering:
         field = "vlan" if spec.vlan is not None else "trunks"
         raise MissingFeatureError(f"{prefix}.{field}", getattr(spec, field),
-                                  f"needs bridge VLAN filtering (vlan_filtering), {features.vlan_missing}; "
+                                  f"needs bridge VLAN filtering (vlan_filtering), {VLAN_MISSING}; "
                                   f"{USERSPACE_HINT}")
     if spec.promiscuous and not features.port_promiscuous:
         raise MissingFeatureError(f"{prefix}.promiscuous", True,
