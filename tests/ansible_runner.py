@@ -14,12 +14,18 @@ import yaml
 RECAP = re.compile(r"^(\S+)\s+:\s+(ok=.*)$", re.MULTILINE)
 
 
-def write_inventory(directory: Path, hosts: dict[str, str], python: str) -> Path:
-    """An inventory whose hosts are network namespaces (host name -> namespace)."""
-    inventory = {"all": {"hosts": {
+def write_inventory(directory: Path, hosts: dict[str, str], python: str, *, group: Optional[str] = None,
+                    host_vars: Optional[dict[str, dict[str, Any]]] = None) -> Path:
+    """An inventory whose hosts are network namespaces (host name -> namespace).
+
+    ``group`` puts them in a group of that name (for plays with ``hosts: <group>``); ``host_vars``
+    adds each host's own variables.
+    """
+    members = {"hosts": {
         name: {"ansible_connection": "openvif.vswitch.netns", "ansible_netns_name": ns,
-               "ansible_python_interpreter": python}
-        for name, ns in hosts.items()}}}
+               "ansible_python_interpreter": python, **(host_vars or {}).get(name, {})}
+        for name, ns in hosts.items()}}
+    inventory = {"all": {"children": {group: members}} if group else members}
     path = directory / "inventory.yml"
     path.write_text(yaml.safe_dump(inventory))
     return path

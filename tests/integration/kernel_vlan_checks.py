@@ -13,7 +13,6 @@ VM namespaces and tags seen on the wire.
 from __future__ import annotations
 
 import json
-import struct
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from ansible_runner import run_module, run_playbook, write_inventory
 from netlab import link_witness
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "daemon"))
-from vswitchd_lab import Capture, mac_of  # noqa: E402
+from vswitchd_lab import Capture, mac_of, vlan_ids  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -95,26 +94,12 @@ def trunked_hosts(netlab):
 
 
 def write_play(tmp_path: Path, hosts: dict[str, str]) -> tuple[Path, Path]:
-    inventory = {"all": {"children": {"hypervisors": {"hosts": {
-        name: {"ansible_connection": "openvif.vswitch.netns", "ansible_netns_name": ns,
-               "ansible_python_interpreter": sys.executable,
-               "vifs": [{"name": vif, "bridge": bridge, **settings}
-                        for _vm, (host, vif, bridge, settings, _a) in VMS.items() if host == name]}
-        for name, ns in hosts.items()}}}}}
-    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    host_vars = {name: {"vifs": [{"name": vif, "bridge": bridge, **settings}
+                                 for _vm, (host, vif, bridge, settings, _a) in VMS.items() if host == name]}
+                 for name in hosts}
+    inventory = write_inventory(tmp_path, hosts, sys.executable, group="hypervisors", host_vars=host_vars)
     (tmp_path / "site.yml").write_text(yaml.safe_dump(PLAY))
-    return tmp_path / "inventory.yml", tmp_path / "site.yml"
-
-
-def vlan_ids(frames: list[bytes], source: str) -> set:
-    """802.1Q VIDs of the captured frames sent by MAC ``source`` (None for untagged ones)."""
-    ids = set()
-    wanted = bytes.fromhex(source.replace(":", ""))
-    for frame in frames:
-        if frame[6:12] == wanted:
-            ethertype = struct.unpack_from("!H", frame, 12)[0]
-            ids.add(struct.unpack_from("!H", frame, 14)[0] & 0x0FFF if ethertype == 0x8100 else None)
-    return ids
+    return inventory, tmp_path / "site.yml"
 
 
 def explain(lab, hosts: dict[str, str]) -> str:

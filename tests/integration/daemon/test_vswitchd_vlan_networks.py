@@ -6,13 +6,12 @@ and frames on the trunk carry the right 802.1Q tag.
 """
 from __future__ import annotations
 
-import struct
 import sys
 
 import pytest
 import yaml
-from ansible_runner import run_playbook
-from vswitchd_lab import Capture, Daemon, mac_of
+from ansible_runner import run_playbook, write_inventory
+from vswitchd_lab import Capture, Daemon, mac_of, vlan_ids
 
 pytestmark = pytest.mark.integration
 
@@ -60,27 +59,13 @@ def trunked_hosts(netlab, tmp_path):
 
 
 def write_play(tmp_path, hosts, daemons):
-    inventory = {"all": {"children": {"hypervisors": {"hosts": {
-        name: {"ansible_connection": "openvif.vswitch.netns", "ansible_netns_name": ns,
-               "ansible_python_interpreter": sys.executable, "vswitchd_socket": str(daemons[name].socket),
-               "vifs": [{"name": vif, "bridge": net, "type": "system"}
-                        for _vm, (host, vif, net, _a) in VMS.items() if host == name]}
-        for name, ns in hosts.items()}}}}}
-    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    host_vars = {name: {"vswitchd_socket": str(daemons[name].socket),
+                        "vifs": [{"name": vif, "bridge": net, "type": "system"}
+                                 for _vm, (host, vif, net, _a) in VMS.items() if host == name]}
+                 for name in hosts}
+    inventory = write_inventory(tmp_path, hosts, sys.executable, group="hypervisors", host_vars=host_vars)
     (tmp_path / "site.yml").write_text(yaml.safe_dump(PLAY))
-    return tmp_path / "inventory.yml", tmp_path / "site.yml"
-
-
-def vlan_ids(frames: list[bytes], source: str) -> set:
-    """802.1Q VIDs of the captured frames sent by MAC ``source`` (None for untagged ones)."""
-    ids = set()
-    wanted = bytes.fromhex(source.replace(":", ""))
-    for frame in frames:
-        if frame[6:12] != wanted:
-            continue  # e.g. ARP retries other VMs' failed isolation pings still send
-        ethertype = struct.unpack_from("!H", frame, 12)[0]
-        ids.add(struct.unpack_from("!H", frame, 14)[0] & 0x0FFF if ethertype == 0x8100 else None)
-    return ids
+    return inventory, tmp_path / "site.yml"
 
 
 def test_vms_on_one_vlan_meet_across_hosts_and_never_cross_vlans(trunked_hosts, ansible_env, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -104,6 +105,18 @@ class Capture:
 
 def send_raw(lab, ns: str, iface: str, frame: bytes, count: int = 1) -> None:
     lab.run(ns, sys.executable, str(RAWFRAME), "send", iface, frame.hex(), str(count))
+
+
+def vlan_ids(frames: list[bytes], source: str) -> set:
+    """802.1Q VIDs of the captured frames sent by MAC ``source`` (None for untagged ones)."""
+    ids = set()
+    wanted = bytes.fromhex(source.replace(":", ""))
+    for frame in frames:
+        if frame[6:12] != wanted:
+            continue  # e.g. ARP retries other VMs' failed isolation pings still send
+        ethertype = struct.unpack_from("!H", frame, 12)[0]
+        ids.add(struct.unpack_from("!H", frame, 14)[0] & 0x0FFF if ethertype == 0x8100 else None)
+    return ids
 
 
 def mac_of(lab, ns: str, iface: str) -> str:
