@@ -172,17 +172,18 @@ def run(command: str, *, cwd: Path = ROOT, writable: Sequence[Path] = WRITABLE, 
                                 text=True, errors="replace")
         lines: list[str] = []
         try:
-            out, _ = _communicate(proc, timeout, lines, echo)
+            _read_console(proc, timeout, lines, echo)
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             return Result(124, "".join(lines) + f"\nvmkernel: guest killed after {timeout:.0f} s\n")
+    out = "".join(lines)
     found = re.findall(rf"{RC_MARK}(\d+)", out)
     return Result(int(found[-1]) if found else 125, out)
 
 
-def _communicate(proc: subprocess.Popen, timeout: float, lines: list[str], echo: bool) -> tuple[str, None]:
-    """Read the guest's console until it powers off (echoing it if asked), within ``timeout``."""
+def _read_console(proc: subprocess.Popen, timeout: float, lines: list[str], echo: bool) -> None:
+    """Collect the guest's console into ``lines`` until it powers off (echoing it if asked), within ``timeout``."""
     import selectors
     import time
 
@@ -204,7 +205,6 @@ def _communicate(proc: subprocess.Popen, timeout: float, lines: list[str], echo:
                 sys.stdout.write(line)
                 sys.stdout.flush()
     proc.wait(timeout=30)
-    return "".join(lines), None
 
 
 if __name__ == "__main__":
