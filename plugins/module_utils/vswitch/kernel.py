@@ -450,14 +450,22 @@ class KernelBackend:
         On a filtering bridge it also carries every VLAN tagged (and loses them when demoted).
         """
         link = self._link(name)
-        old_alias = link.get_attr("IFLA_IFALIAS") or ""
-        old_promisc = link["flags"] & IFF_PROMISC
-        self._set(name, ifalias=UPLINK_ALIAS if uplink else "")
-        journal.append(lambda: self._set(name, ifalias=old_alias))
-        self._set(name, flags=IFF_PROMISC if uplink else 0, mask=IFF_PROMISC)
-        journal.append(lambda: self._set(name, flags=old_promisc, mask=IFF_PROMISC))
+        old_alias, old_promisc = link.get_attr("IFLA_IFALIAS"), bool(link["flags"] & IFF_PROMISC)
+        # Registered first: if the second request fails, the undo still restores both.
+        journal.append(lambda: mark_uplink(self._ipr, self._idx(name), old_alias, old_promisc))
+        mark_uplink(self._ipr, self._idx(name), UPLINK_ALIAS if uplink else None, uplink)
         if bridge in self._filtering:
             self._program_vlans(name, kv.entries_for(None, None, None, uplink=uplink), journal)
+
+
+def mark_uplink(ipr: Any, index: int, alias: Optional[str] = UPLINK_ALIAS, promisc: bool = True) -> None:
+    """Set a link's uplink marker (alias + promiscuous), or put back what it had instead.
+
+    The bridge role's IP move uses it too, so a bridge the role made has the uplink
+    vswitch_bridge would have made (and that a VLAN-filtering bridge gives its VLANs).
+    """
+    ipr.link("set", index=index, ifalias=alias or "")
+    ipr.link("set", index=index, flags=IFF_PROMISC if promisc else 0, mask=IFF_PROMISC)
 
 
 def _vid(first: int, last: int) -> Any:

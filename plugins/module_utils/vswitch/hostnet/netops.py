@@ -12,7 +12,6 @@ import tempfile
 from typing import Any, Optional
 
 from ..errors import BackendError, NotFoundError
-from ..model import UPLINK_ALIAS
 from ..rtnl import IFF_PROMISC, IFF_UP
 
 AF_INET = 2
@@ -219,16 +218,6 @@ def ensure_bridge(ipr, name: str, *, stp: bool, forward_delay: float, mtu: Optio
 
 def set_link(ipr, index: int, **kwargs: Any) -> None:
     ipr.link("set", index=index, **kwargs)
-
-
-def mark_uplink(ipr, index: int, alias: Optional[str] = UPLINK_ALIAS, promisc: bool = True) -> None:
-    """The uplink marker vswitch_bridge sets (alias + promiscuous), or what a snapshot had instead.
-
-    The same marker on both paths means a bridge the role made is the bridge vswitch_bridge would
-    have made: its uplink is known as such (and carries the VLANs once the bridge filters them).
-    """
-    ipr.link("set", index=index, ifalias=alias or "")
-    ipr.link("set", index=index, flags=IFF_PROMISC if promisc else 0, mask=IFF_PROMISC)
 
 
 def delete_link(ipr, name: str) -> None:

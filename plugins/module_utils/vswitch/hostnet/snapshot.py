@@ -5,6 +5,7 @@ import time
 from typing import Any, Optional
 
 from ..errors import BackendError, ConflictError, NotFoundError
+from ..kernel import mark_uplink
 from . import clients, netops, switch
 from .spec import HostIpSpec
 
@@ -80,7 +81,7 @@ def restore(ipr, snap: dict[str, Any], spec: HostIpSpec) -> dict[str, Any]:
     netops.set_link(ipr, uplink_index, address=up["mac"], mtu=up["mtu"])
     netops.set_link(ipr, uplink_index, state="up" if up["up"] else "down")
     if "alias" in up:  # snapshots written before the uplink marker existed lack it
-        netops.mark_uplink(ipr, uplink_index, up["alias"], up["promisc"])
+        mark_uplink(ipr, uplink_index, up["alias"], up["promisc"])
     netops.set_addresses(ipr, uplink_index, _remaining(up["addresses"], elapsed))
     if br is not None and current_bridge is not None:
         netops.set_link(ipr, current_bridge, state="up" if br["up"] else "down")

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any, Optional
 
 from ..errors import ConflictError, MissingFeatureError
+from ..kernel import mark_uplink
 from ..model import BridgeSpec, Change, Link
 from ..paths import socket_path
 from ..plan import plan_bridge
@@ -30,7 +31,7 @@ class KernelSwitch:
         index = netops.ensure_bridge(ipr, spec.bridge, stp=spec.stp, forward_delay=spec.forward_delay,
                                      mtu=spec.mtu or uplink["mtu"], mac=uplink["mac"] if spec.move_mac else None)
         netops.set_link(ipr, uplink["index"], master=index)
-        netops.mark_uplink(ipr, uplink["index"])
+        mark_uplink(ipr, uplink["index"])
         return index
 
     def differences(self, ipr, spec: HostIpSpec, bridge: dict[str, Any], uplink: dict[str, Any]) -> list[str]:
