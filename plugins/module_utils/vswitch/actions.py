@@ -12,9 +12,10 @@ from typing import Any, Optional
 
 from .errors import ConflictError, ValidationError, VswitchError
 from .host import Host, converge
-from .model import PORT_SETTINGS, BridgeSpec, Change, HostState, PortSpec, VlanSpec
+from .model import BridgeSpec, Change, HostState, PortSpec, VlanSpec
 from .plan import plan_bridge, plan_bridge_absent, plan_ports, plan_vlan, simulate
 from .result import Result
+from .settings import BRIDGE_SETTINGS, PORT_SETTINGS
 
 
 def _bridge_view(state: HostState, name: str) -> dict[str, Any]:
@@ -36,7 +37,7 @@ def _report(changes: Sequence[Change], before: Any, after: Any, **values: Any) -
                   values={"changes": [c.describe() for c in changes], **values})
 
 
-BRIDGE_KEYS = ("name", "datapath", "stp", "forward_delay", "ageing_time", "mtu", "mac", "uplink")
+BRIDGE_KEYS = ("name", "datapath", *BRIDGE_SETTINGS, "uplink")
 
 
 def bridge(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:

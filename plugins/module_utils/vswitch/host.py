@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from typing import Optional, Protocol
 
 from .errors import BackendError, VswitchError
-from .model import Change, FdbEntry, HostState
-from .plan import Features, invert
+from .model import Change, FdbEntry, Features, HostState
+from .plan import invert
 
 
 class Backend(Protocol):

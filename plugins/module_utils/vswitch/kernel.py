@@ -15,14 +15,10 @@ from typing import Any, Optional
 from . import kernel_vlans as kv
 from .errors import BackendError, VswitchError
 from .identity import stable_mac
-from .model import UPLINK_ALIAS, BridgeState, Change, FdbEntry, HostState, Link, PortState
-from .plan import Features
+from .model import UPLINK_ALIAS, BridgeState, Change, FdbEntry, Features, HostState, Link, PortState
 from .rtnl import (
     IFF_PROMISC,
     IFF_UP,
-    IFLA_BR_AGEING_TIME,
-    IFLA_BR_FORWARD_DELAY,
-    IFLA_BR_STP_STATE,
     IFLA_BR_VLAN_FILTERING,
     RawLink,
     dump_links,
@@ -30,10 +26,12 @@ from .rtnl import (
     send_batch,
     setlink_master,
 )
+from .settings import BRIDGE, BRIDGE_SETTINGS, USER_HZ
 
 NUD_PERMANENT = 0x80   # the bridge's own addresses ("local")
 NUD_NOARP = 0x40       # entries added as static
-CENTI = 100            # the kernel exchanges bridge timers in clock_t (USER_HZ = 100)
+# The settings the kernel keeps as IFLA_BR_* attributes (the others are link attributes: MTU, MAC).
+BRIDGE_ATTRS = {name: setting for name, setting in BRIDGE.items() if setting.bridge_attr is not None}
 
 Undo = Callable[[], None]
 ATTACH_CHUNK = 256     # attach requests per pipelined send (their ACKs fit the socket's buffer)
@@ -89,6 +87,11 @@ class KernelBackend:
         self._raw: dict[str, RawLink] = {}  # the last read, so applying needs no extra look-ups
         self._vlans: dict[str, kv.Entries] = {}   # VLAN entries of ports of filtering bridges (last read)
         self._filtering: set[str] = set()          # bridges with vlan_filtering on
+        # Each change op and the step that applies it (a plan names only these).
+        self._steps: dict[str, Callable[[Change, list[Undo]], None]] = {
+            "add_bridge": self._add_bridge, "set_bridge": self._set_bridge, "del_bridge": self._del_bridge,
+            "add_port": self._add_port, "set_port": self._set_port, "del_port": self._del_port,
+        }
 
     def close(self) -> None:
         self._ipr.close()
@@ -158,9 +161,8 @@ class KernelBackend:
             parent, tag = networks.get(name, (None, None))
             bridges[name] = BridgeState(
                 name=name, datapath="kernel",
-                stp=bool(data.get(IFLA_BR_STP_STATE, 0)),
-                forward_delay=data.get(IFLA_BR_FORWARD_DELAY, 0) / CENTI,
-                ageing_time=data.get(IFLA_BR_AGEING_TIME, 0) // CENTI,
+                **{key: setting.decode(data.get(setting.bridge_attr.rtnl, 0))  # type: ignore[union-attr]
+                   for key, setting in BRIDGE_ATTRS.items()},
                 mtu=links[name].mtu, mac=links[name].mac, uplink=uplinks[0] if uplinks else None,
                 ports=tuple(sorted(member_names)), parent=parent, tag=tag,
             )
@@ -184,7 +186,7 @@ class KernelBackend:
             entries.append(FdbEntry(
                 bridge=bridge_name, port=names.get(msg["ifindex"], str(msg["ifindex"])),
                 mac=msg.get_attr("NDA_LLADDR"), vlan=msg.get_attr("NDA_VLAN"),
-                age=None if (local or static) else cache.get("ndm_updated", 0) / CENTI,
+                age=None if (local or static) else cache.get("ndm_updated", 0) / USER_HZ,
                 static=static, local=local,
             ))
         return sorted(entries, key=lambda e: (e.bridge, e.port, e.mac))
@@ -202,23 +204,31 @@ class KernelBackend:
                 if len(group) > 1:  # many plain attaches in a row: pipelined, one round trip per chunk
                     self._attach_many(group, journal)
                 else:
-                    getattr(self, f"_{change.op}")(change, journal)
-            except VswitchError:
-                self._rollback(journal)
-                raise
-            except Exception as err:  # netlink refused: report it with the step that failed
-                self._rollback(journal)
+                    self._steps[change.op](change, journal)
+            except Exception as err:
+                failed_undos = self._rollback(journal)
+                if failed_undos:
+                    raise BackendError(change.target, dict(change.args),
+                                       f"could not be applied ({change.op}): {err}; and undoing the steps before "
+                                       f"it failed too ({failed_undos[0]}): the host may be partly changed"
+                                       ) from err
+                if isinstance(err, VswitchError):
+                    raise
+                # netlink refused: report it with the step that failed
                 raise BackendError(change.target, dict(change.args),
                                    f"could not be applied ({change.op}): {err}; nothing was changed") from err
 
-    def _rollback(self, journal: list[Undo]) -> None:
+    def _rollback(self, journal: list[Undo]) -> list[str]:
+        """Undo the journal backwards; returns what could not be undone (empty: the host is as it was)."""
+        failed = []
         for undo in reversed(journal):
             try:
                 undo()
-            except Exception:  # keep undoing the rest; the error that started this is what matters
-                pass
+            except Exception as err:  # keep undoing the rest, and say what stayed
+                failed.append(str(err))
         # Indexes and VLANs may have changed; re-read before the next use.
         self._index, self._raw, self._vlans, self._filtering = {}, {}, {}, set()
+        return failed
 
     def _idx(self, name: str) -> int:
         if name not in self._index:
@@ -236,14 +246,8 @@ class KernelBackend:
 
     @staticmethod
     def _bridge_attrs(args: dict[str, Any]) -> dict[str, Any]:
-        attrs: dict[str, Any] = {}
-        if "stp" in args:
-            attrs["br_stp_state"] = int(bool(args["stp"]))
-        if "forward_delay" in args:
-            attrs["br_forward_delay"] = int(round(args["forward_delay"] * CENTI))
-        if "ageing_time" in args:
-            attrs["br_ageing_time"] = int(args["ageing_time"]) * CENTI
-        return attrs
+        return {setting.bridge_attr.pyroute2: setting.bridge_attr.encode(args[key])  # type: ignore[union-attr]
+                for key, setting in BRIDGE_ATTRS.items() if key in args}
 
     def _add_bridge(self, change: Change, journal: list[Undo]) -> None:
         name, args = change.target, dict(change.args)
@@ -290,8 +294,7 @@ class KernelBackend:
         self._filtering.discard(name)
 
         def recreate() -> None:
-            settings: dict[str, Any] = {"stp": bridge.stp, "forward_delay": bridge.forward_delay,
-                                        "ageing_time": bridge.ageing_time, "mtu": bridge.mtu, "mac": bridge.mac}
+            settings: dict[str, Any] = {key: getattr(bridge, key) for key in BRIDGE_SETTINGS}
             if bridge.parent is not None:
                 settings = {"parent": bridge.parent, "tag": bridge.tag}
             self._add_bridge(Change("add_bridge", name, "kernel", settings), [])
@@ -416,10 +419,15 @@ class KernelBackend:
             results = send_batch(messages, self._netns)
             for name, *_rest in facts:
                 self._vlans.pop(name, None)  # a port joining a bridge starts in the default VLAN
-            for (name, bridge, was_up, bridge_mac), code in zip(facts, results, strict=True):
+            # No zip(strict=): managed hosts may run Python 3.8; a short answer is caught just below.
+            for (name, bridge, was_up, bridge_mac), code in zip(facts, results):  # noqa: B905
                 if code == 0:
                     journal.append(self._detach_undo(name, bridge, was_up, bridge_mac))
-            failed = [(fact, code) for fact, code in zip(facts, results, strict=True) if code]
+            if len(results) != len(facts):  # journalled what was acknowledged; the rest is unknown
+                raise BackendError(chunk[0].target, {"bridge": chunk[0].args["bridge"]},
+                                   f"could not be applied (add_port): the kernel acknowledged {len(results)} "
+                                   f"of {len(facts)} requests")
+            failed = [(fact, code) for fact, code in zip(facts, results) if code]  # noqa: B905
             if failed:
                 (name, bridge, _up, _mac), code = failed[0]
                 raise BackendError(name, {"bridge": bridge}, f"could not be applied (add_port): "

@@ -13,20 +13,32 @@ from typing import Any, Optional
 
 from . import validate as v
 from .errors import ValidationError
-from .vlans import format_vlans, parse_vlans
+from .settings import (
+    BRIDGE,
+    BRIDGE_SETTINGS,
+    PORT,
+    PORT_SETTINGS,
+    check_bridge_rules,
+    check_port_rules,
+    parse_settings,
+)
+from .vlans import format_vlans
 
 DATAPATHS = ("kernel", "userspace")
-PORT_TYPES = ("system", "tap", "internal")
 # The interface alias that marks a kernel bridge port as the bridge's uplink (PIF).
 # The kernel has no notion of "uplink", and keeping the mark on the link itself means
 # the fact survives across runs without a state file on the host.
 UPLINK_ALIAS = "openvif:uplink"
 
 
-def _bool(field_name: str, value: Any) -> Optional[bool]:
-    if value is None or isinstance(value, bool):
-        return value
-    raise ValidationError(field_name, value, "must be true or false")
+@dataclass(frozen=True)
+class Features:
+    """What a datapath on this host can do; backends report it, the planner enforces it."""
+
+    vlan_filtering: bool = False   # the datapath carries VLANs (VLAN networks, access and trunk ports)
+    port_promiscuous: bool = False
+    port_security: bool = False
+    create_ports: bool = False     # can create tap/internal ports itself
 
 
 @dataclass(frozen=True)
@@ -43,25 +55,16 @@ class BridgeSpec:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> BridgeSpec:
         name = v.ifname("name", params.get("name"))
-        stp = _bool("stp", params.get("stp"))
-        delay = v.optional(v.seconds, "forward_delay", params.get("forward_delay"),
-                           v.FORWARD_DELAY_MIN, v.FORWARD_DELAY_MAX)
-        if stp and delay is not None and delay < v.STP_FORWARD_DELAY_MIN:
-            raise ValidationError("forward_delay", params.get("forward_delay"),
-                                  f"is too short with STP on; 802.1D needs at least "
-                                  f"{v.STP_FORWARD_DELAY_MIN:g} seconds")
+        settings = parse_settings(BRIDGE, params)
+        check_bridge_rules(settings["stp"], settings["forward_delay"])
         uplink = v.optional(v.ifname, "uplink", params.get("uplink"))
         if uplink == name:
             raise ValidationError("uplink", uplink, "is the bridge itself; an uplink must be another interface")
         return cls(
             name=name,
             datapath=v.choice("datapath", params.get("datapath") or "kernel", DATAPATHS),
-            stp=stp,
-            forward_delay=delay,
-            ageing_time=v.optional(v.integer, "ageing_time", params.get("ageing_time"), 0, v.AGEING_MAX, " seconds"),
-            mtu=v.optional(v.mtu, "mtu", params.get("mtu")),
-            mac=v.optional(v.mac, "mac", params.get("mac")),
             uplink=uplink,
+            **settings,
         )
 
     def settings(self) -> dict[str, Any]:
@@ -95,10 +98,6 @@ class VlanSpec:
         return cls(name=name, parent=parent, tag=v.vlan_id("tag", params.get("tag")))
 
 
-BRIDGE_SETTINGS = ("stp", "forward_delay", "ageing_time", "mtu", "mac")
-PORT_SETTINGS = ("type", "vlan", "trunks", "native_vlan", "mac", "promiscuous")
-
-
 @dataclass(frozen=True)
 class PortSpec:
     name: str
@@ -119,25 +118,9 @@ class PortSpec:
         bridge = v.ifname("bridge", bridge_value)
         if bridge == name:
             raise ValidationError("name", name, "is the bridge itself; a bridge cannot be its own port")
-        trunks_value = params.get("trunks")
-        trunks = None if trunks_value is None else parse_vlans("trunks", trunks_value)
-        vlan = v.optional(v.vlan_id, "vlan", params.get("vlan"))
-        native = v.optional(v.vlan_id, "native_vlan", params.get("native_vlan"))
-        if vlan is not None and trunks:
-            raise ValidationError("vlan", vlan, "cannot be combined with trunks: a port is either an access "
-                                                "port (vlan) or a trunk (trunks, native_vlan)")
-        if native is not None and not trunks:
-            raise ValidationError("native_vlan", native, "needs trunks: only a trunk port has a native VLAN")
-        return cls(
-            name=name,
-            bridge=bridge,
-            type=v.optional(v.choice, "type", params.get("type"), PORT_TYPES),
-            vlan=vlan,
-            trunks=trunks,
-            native_vlan=native,
-            mac=v.optional(v.mac, "mac", params.get("mac")),
-            promiscuous=_bool("promiscuous", params.get("promiscuous")),
-        )
+        settings = parse_settings(PORT, params)
+        check_port_rules(settings["vlan"], settings["trunks"], settings["native_vlan"])
+        return cls(name=name, bridge=bridge, **settings)
 
     def settings(self) -> dict[str, Any]:
         managed = {k: getattr(self, k) for k in PORT_SETTINGS}
@@ -162,12 +145,12 @@ class Link:
 class PortState:
     name: str
     bridge: str
-    type: str = "system"
+    type: str = PORT["type"].default
     vlan: Optional[int] = None
     trunks: Optional[tuple[int, ...]] = None
     native_vlan: Optional[int] = None
     mac: Optional[str] = None
-    promiscuous: bool = False
+    promiscuous: bool = PORT["promiscuous"].default
     uplink: bool = False
 
     def to_facts(self) -> dict[str, Any]:
@@ -184,11 +167,11 @@ _PORT_FIELDS = tuple(PortState.__dataclass_fields__)
 class BridgeState:
     name: str
     datapath: str = "kernel"
-    stp: bool = False
-    forward_delay: float = 15.0
-    ageing_time: int = 300
-    mtu: int = 1500
-    mac: str = ""
+    stp: bool = BRIDGE["stp"].default
+    forward_delay: float = BRIDGE["forward_delay"].default
+    ageing_time: int = BRIDGE["ageing_time"].default
+    mtu: int = BRIDGE["mtu"].default
+    mac: str = ""   # read from the host, which always has one (the table's None is "choose one")
     uplink: Optional[str] = None
     ports: tuple[str, ...] = ()
     parent: Optional[str] = None   # set for a VLAN network: the bridge that carries it...
@@ -223,7 +206,6 @@ class HostState:
     def bridge_of(self, port: str) -> Optional[str]:
         state = self.ports.get(port)
         return state.bridge if state else None
-
 
 
 @dataclass(frozen=True)

@@ -8,26 +8,17 @@ run would do.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Optional
 
 from .errors import ConflictError, MissingFeatureError, NotFoundError, ValidationError
 from .identity import stable_mac
-from .model import BridgeSpec, BridgeState, Change, HostState, PortSpec, PortState, VlanSpec
+from .model import BridgeSpec, BridgeState, Change, Features, HostState, PortSpec, PortState, VlanSpec
+from .settings import ACCESS_SETTINGS, BRIDGE_SETTINGS, PORT_SETTINGS, TRUNK_SETTINGS
 
 USERSPACE_HINT = "use datapath: userspace (vswitchd), which provides it"
 # Only a kernel without bridge VLAN filtering lacks VLANs (the kernel backend programs them otherwise).
 VLAN_MISSING = "which this host's kernel lacks"
-
-
-@dataclass(frozen=True)
-class Features:
-    """What a datapath on this host can do; backends report it, the planner enforces it."""
-
-    vlan_filtering: bool = False   # the datapath carries VLANs (VLAN networks, access and trunk ports)
-    port_promiscuous: bool = False
-    port_security: bool = False
-    create_ports: bool = False     # can create tap/internal ports itself
 
 
 def _require_bridge(state: HostState, field: str, name: str) -> BridgeState:
@@ -73,13 +64,11 @@ def plan_bridge(spec: BridgeSpec, state: HostState) -> list[Change]:
         if differing:
             changes.append(Change("set_bridge", spec.name, spec.datapath, differing))
     if spec.uplink is not None:
-        changes.extend(_plan_uplink(spec, current, state))
+        changes.extend(_plan_uplink(spec, spec.uplink, current, state))
     return changes
 
 
-def _plan_uplink(spec: BridgeSpec, current: Optional[BridgeState], state: HostState) -> list[Change]:
-    uplink = spec.uplink
-    assert uplink is not None
+def _plan_uplink(spec: BridgeSpec, uplink: str, current: Optional[BridgeState], state: HostState) -> list[Change]:
     _check_not_bridge(state, "uplink", uplink)
     if uplink not in state.links:
         raise NotFoundError("uplink", uplink, "does not exist on this host; an uplink must be an existing "
@@ -171,10 +160,10 @@ def _check_features(spec: PortSpec, features: Features, prefix: str) -> None:
 def _port_settings_diff(spec: PortSpec, current: PortState) -> dict[str, Any]:
     differing = {k: val for k, val in spec.settings().items() if getattr(current, k) != val}
     # A port is an access port or a trunk: declaring one mode clears what the other had set.
-    if differing.get("vlan") is not None:
-        differing.update({k: None for k in ("trunks", "native_vlan") if getattr(current, k) is not None})
-    elif differing.get("trunks") and current.vlan is not None:
-        differing["vlan"] = None
+    if any(differing.get(k) is not None for k in ACCESS_SETTINGS):
+        differing.update({k: None for k in TRUNK_SETTINGS if getattr(current, k) is not None})
+    elif differing.get("trunks"):
+        differing.update({k: None for k in ACCESS_SETTINGS if getattr(current, k) is not None})
     return differing
 
 
@@ -226,10 +215,10 @@ def _plan_port(spec: PortSpec, bridge: BridgeState, owner: Optional[str], state:
     _check_features(spec, datapath, prefix)
     creatable = datapath.create_ports and spec.type in ("tap", "internal")
     if spec.name not in state.links and not creatable and owner is None:
+        creatable = ", or have type tap or internal so vswitchd creates it" if datapath.create_ports else ""
         raise NotFoundError(f"{prefix}.name", spec.name,
                             "does not exist on this host; a port must be an existing interface (a VIF, tap, "
-                            "veth or NIC)" + (", or have type tap or internal so vswitchd creates it"
-                                             if datapath.create_ports else ""))
+                            "veth or NIC)" + creatable)
     if owner == spec.bridge:
         differing = _port_settings_diff(spec, state.ports[spec.name])
         return [Change("set_port", spec.name, bridge.datapath, {"bridge": spec.bridge, **differing})] \
@@ -316,7 +305,7 @@ def _inverse_of(change: Change, state: HostState) -> list[Change]:
         return [Change("set_bridge", name, dp, {k: getattr(old, k) for k in change.args})]
     if op == "del_bridge":
         old = state.bridges[name]
-        settings = {k: getattr(old, k) for k in ("stp", "forward_delay", "ageing_time", "mtu", "mac")}
+        settings = {k: getattr(old, k) for k in BRIDGE_SETTINGS}
         if old.parent is not None:
             settings = {"parent": old.parent, "tag": old.tag}
         steps = [Change("add_bridge", name, dp, settings)]
@@ -326,8 +315,8 @@ def _inverse_of(change: Change, state: HostState) -> list[Change]:
         return [Change("del_port", name, dp, {"bridge": change.args["bridge"]})]
     if op == "set_port":
         old = state.ports[name]
-        return [Change("set_port", name, dp, {"bridge": old.bridge,
-                                               **{k: getattr(old, k) for k in change.args if k != "bridge"}})]
+        previous = {k: getattr(old, k) for k in change.args if k != "bridge"}
+        return [Change("set_port", name, dp, {"bridge": old.bridge, **previous})]
     if op == "del_port":
         return [_readd_port(state, state.ports[name])]
     raise ValueError(f"unknown change op {op!r}")
@@ -335,6 +324,5 @@ def _inverse_of(change: Change, state: HostState) -> list[Change]:
 
 def _readd_port(state: HostState, port: PortState) -> Change:
     datapath = state.bridges[port.bridge].datapath
-    args = {k: getattr(port, k) for k in ("bridge", "type", "vlan", "trunks", "native_vlan", "mac",
-                                          "promiscuous", "uplink")}
+    args = {k: getattr(port, k) for k in ("bridge", *PORT_SETTINGS, "uplink")}
     return Change("add_port", port.name, datapath, {k: val for k, val in args.items() if val not in (None, False)})

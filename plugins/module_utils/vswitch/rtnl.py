@@ -25,7 +25,6 @@ IFLA_BR_FORWARD_DELAY, IFLA_BR_AGEING_TIME, IFLA_BR_STP_STATE, IFLA_BR_VLAN_FILT
 IFLA_AF_SPEC, IFLA_BRIDGE_VLAN_INFO = 26, 2
 BRIDGE_VLAN_INFO_RANGE_BEGIN, BRIDGE_VLAN_INFO_RANGE_END = 0x8, 0x10
 RTEXT_FILTER_BRVLAN_COMPRESSED, RTEXT_FILTER_SKIP_STATS = 1 << 2, 1 << 3
-_BRIDGE_ATTRS = (IFLA_BR_FORWARD_DELAY, IFLA_BR_AGEING_TIME, IFLA_BR_STP_STATE, IFLA_BR_VLAN_FILTERING)
 NLA_TYPE_MASK = 0x3FFF  # strip NLA_F_NESTED / NLA_F_NET_BYTEORDER
 
 _NLMSGHDR = struct.Struct("=IHHII")
@@ -82,9 +81,10 @@ def _link(data: bytes, offset: int, end: int) -> RawLink:
         kind = _text(nested.get(IFLA_INFO_KIND)) or ""
         if kind == "bridge" and IFLA_INFO_DATA in nested:
             raw = nested[IFLA_INFO_DATA]
-            # Most are u32; vlan_filtering is a u8 (its attribute is 5 bytes long).
-            bridge = {key: int.from_bytes(value[:4], sys.byteorder) for key, value in _attrs(raw, 0, len(raw)).items()
-                      if key in _BRIDGE_ATTRS and value}
+            # Every scalar up to 32 bits (most are u32; vlan_filtering is a u8), so a setting the table
+            # adds needs nothing here; ids and 64-bit timers are left out.
+            bridge = {key: int.from_bytes(value, sys.byteorder) for key, value in _attrs(raw, 0, len(raw)).items()
+                      if 0 < len(value) <= 4}
     address = attrs.get(IFLA_ADDRESS, b"")
     return RawLink(
         index=index, name=_text(attrs.get(IFLA_IFNAME)) or "", flags=flags,

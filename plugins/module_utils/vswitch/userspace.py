@@ -8,13 +8,13 @@ never leaves a half-applied plan behind. The daemon accepts exactly the dicts of
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
-from .model import BridgeState, Change, FdbEntry, HostState, Link, PortState
+from .model import BridgeState, Change, FdbEntry, Features, HostState, Link, PortState
 from .paths import socket_path
-from .plan import Features
 from .rpc import Client
+from .settings import BRIDGE, PORT, Setting
 
 FEATURES = Features(vlan_filtering=True, port_promiscuous=True, port_security=True, create_ports=True)
 
@@ -31,17 +31,13 @@ class UserspaceBackend:
     def read(self) -> HostState:
         state = self.client.call("get_state")
         bridges = {
-            name: BridgeState(name=name, datapath="userspace", stp=bool(b["stp"]),
-                              forward_delay=float(b["forward_delay"]), ageing_time=int(b["ageing_time"]),
-                              mtu=int(b["mtu"]), mac=b.get("mac") or "", uplink=b.get("uplink"),
-                              ports=tuple(sorted(b.get("ports", ()))), parent=b.get("parent"), tag=b.get("tag"))
+            name: BridgeState(name=name, datapath="userspace", **{**_settings(BRIDGE, b), "mac": b.get("mac") or ""},
+                              uplink=b.get("uplink"), ports=tuple(sorted(b.get("ports", ()))),
+                              parent=b.get("parent"), tag=b.get("tag"))
             for name, b in state.get("bridges", {}).items()
         }
         ports = {
-            name: PortState(name=name, bridge=p["bridge"], type=p["type"], vlan=p.get("vlan"),
-                            trunks=tuple(p["trunks"]) if p.get("trunks") else None,
-                            native_vlan=p.get("native_vlan"), mac=p.get("mac"),
-                            promiscuous=bool(p.get("promiscuous")), uplink=bool(p.get("uplink")))
+            name: PortState(name=name, bridge=p["bridge"], **_settings(PORT, p), uplink=bool(p.get("uplink")))
             for name, p in state.get("ports", {}).items()
         }
         links: dict[str, Link] = {}
@@ -75,3 +71,9 @@ def open_userspace(path: Optional[str] = None, **kwargs: Any) -> Optional[Usersp
     if not os.path.exists(path):
         return None
     return UserspaceBackend(Client(path), **kwargs)
+
+
+def _settings(table: Mapping[str, Setting], record: Mapping[str, Any]) -> dict[str, Any]:
+    """The table's settings from vswitchd's record (it stores them validated; JSON has lists for tuples)."""
+    values = {name: record.get(name, setting.default) for name, setting in table.items()}
+    return {name: tuple(value) if isinstance(value, list) else value for name, value in values.items()}

@@ -59,6 +59,12 @@ def mac(field: str, value: Any, *, unicast: bool = True) -> str:
     return normal
 
 
+def boolean(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(field, value, "must be true or false")
+    return value
+
+
 def integer(field: str, value: Any, low: int, high: int, unit: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValidationError(field, value, f"must be an integer between {low} and {high}{unit}")

@@ -15,62 +15,46 @@ from typing import Any
 
 from .. import validate as v
 from ..errors import ConflictError, MissingFeatureError, NotFoundError, ValidationError, VswitchError
-from ..model import OPS, PORT_TYPES
-from ..vlans import parse_vlans
+from ..model import OPS
+from ..settings import BRIDGE, PORT, UPLINK, check_port_rules
 
-BRIDGE_DEFAULTS: dict[str, Any] = {"stp": False, "forward_delay": 15.0, "ageing_time": 300, "mtu": 1500,
-                                   "mac": None, "parent": None, "tag": None}
+BRIDGE_DEFAULTS: dict[str, Any] = {**{name: s.default for name, s in BRIDGE.items()}, "parent": None, "tag": None}
 # A VLAN network ("VLAN <tag> on <parent>", OVS's fake bridge) is a bridge with these two set; they are
 # fixed at creation: re-tagging a network under its VMs would move them silently.
 VLAN_KEYS = ("parent", "tag")
-PORT_DEFAULTS: dict[str, Any] = {"type": "system", "vlan": None, "trunks": None, "native_vlan": None,
-                                 "mac": None, "promiscuous": False, "uplink": False}
+PORT_DEFAULTS: dict[str, Any] = {**{name: s.default for name, s in PORT.items()}, UPLINK.name: UPLINK.default}
 MAX_BRIDGES = 1024
 MAX_PORTS = 16384
 MAX_CHANGES = 65536
 
 
-def _bool(field: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValidationError(field, value, "must be true or false")
-    return value
-
-
 def _bridge_setting(key: str, value: Any) -> Any:
     if key == "stp":
-        if _bool(key, value):
+        if v.boolean(key, value):
             raise MissingFeatureError(key, value, "is not implemented by vswitchd (no spanning tree); use "
                                                   "datapath: kernel for STP, or keep stp: false")
         return False
-    if key == "forward_delay":
-        return v.seconds(key, value, v.FORWARD_DELAY_MIN, v.FORWARD_DELAY_MAX)
-    if key == "ageing_time":
-        return v.integer(key, value, 0, v.AGEING_MAX, " seconds")
-    if key == "mtu":
-        return v.mtu(key, value)
-    if key == "mac":
-        return None if value is None else v.mac(key, value)
+    if key in BRIDGE:
+        # None keeps the default only where the default is None (an unpinned MAC).
+        setting = BRIDGE[key]
+        return setting.check(key, value) if setting.default is None else setting.parse(key, value)
     if key == "parent":
-        return None if value is None else v.ifname(key, value)
+        return v.optional(v.ifname, key, value)
     if key == "tag":
-        return None if value is None else v.vlan_id(key, value)
+        return v.optional(v.vlan_id, key, value)
     raise ValidationError(key, value, f"is not a bridge setting (known: {', '.join(BRIDGE_DEFAULTS)})")
 
 
 def _port_setting(key: str, value: Any) -> Any:
     if key == "bridge":
         return v.ifname(key, value)
-    if key == "type":
-        return v.choice(key, value, PORT_TYPES)
-    if key in ("vlan", "native_vlan"):
-        return None if value is None else v.vlan_id(key, value)
-    if key == "trunks":
-        return None if value is None else list(parse_vlans(key, value))
-    if key == "mac":
-        return None if value is None else v.mac(key, value)
-    if key in ("promiscuous", "uplink"):
-        return False if value is None else _bool(key, value)
-    raise ValidationError(key, value, f"is not a port setting (known: bridge, {', '.join(PORT_DEFAULTS)})")
+    setting = UPLINK if key == UPLINK.name else PORT.get(key)
+    if setting is None:
+        raise ValidationError(key, value, f"is not a port setting (known: bridge, {', '.join(PORT_DEFAULTS)})")
+    if value is None and (setting.default is None or isinstance(setting.default, bool)):
+        return setting.default   # a flag left out is off; an optional setting is unset
+    parsed = setting.parse(key, value)
+    return list(parsed) if isinstance(parsed, tuple) else parsed   # trunks: JSON keeps lists
 
 
 def _settings(check: Any, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -228,8 +212,8 @@ def _check_whole(config: Config) -> None:
             continue
         if parent is None or tag is None:
             missing = "parent" if parent is None else "tag"
-            raise ValidationError(f"bridges.{name}.{missing}", None, "is required: a VLAN network has both a "
-                                                                    "parent bridge and a tag")
+            raise ValidationError(f"bridges.{name}.{missing}", None,
+                                  "is required: a VLAN network has both a parent bridge and a tag")
         if parent not in config.bridges:
             raise NotFoundError(f"bridges.{name}.parent", parent,
                                 f"is not a bridge of vswitchd (a parent cannot be removed while it carries VLAN "
@@ -250,12 +234,7 @@ def _check_whole(config: Config) -> None:
             raise ConflictError(f"ports.{name}.vlan", port["vlan"] or port["trunks"],
                                 f"cannot be set on a port of VLAN network '{port['bridge']}': its ports carry "
                                 f"VLAN {tag} untagged")
-        if port["vlan"] is not None and port["trunks"]:
-            raise ValidationError(f"ports.{name}.vlan", port["vlan"], "cannot be combined with trunks: a port "
-                                  "is either an access port (vlan) or a trunk (trunks, native_vlan)")
-        if port["native_vlan"] is not None and not port["trunks"]:
-            raise ValidationError(f"ports.{name}.native_vlan", port["native_vlan"], "needs trunks: only a trunk "
-                                                                                     "port has a native VLAN")
+        check_port_rules(port["vlan"], port["trunks"], port["native_vlan"], prefix=f"ports.{name}.")
         if port["uplink"]:
             other = uplinks.setdefault(port["bridge"], name)
             if other != name:

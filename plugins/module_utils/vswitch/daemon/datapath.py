@@ -25,6 +25,7 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any, Optional
 
+from ..settings import BRIDGE
 from .fdb import DEFAULT_LIMIT, Fdb
 
 VNET = 10                      # sizeof(struct virtio_net_hdr)
@@ -100,7 +101,8 @@ class Port:
 
 
 class Bridge:
-    def __init__(self, name: str, fdb_limit: int = DEFAULT_LIMIT, ageing: float = 300.0, mtu: int = 1500) -> None:
+    def __init__(self, name: str, fdb_limit: int = DEFAULT_LIMIT, ageing: float = BRIDGE["ageing_time"].default,
+                 mtu: int = BRIDGE["mtu"].default) -> None:
         self.name = name
         self.ports: dict[str, Port] = {}
         self.fdb = Fdb(fdb_limit, ageing)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Optional
 
+from ..settings import BRIDGE
+
 DEFAULT_LIMIT = 8192
 ENTRY_PORT, ENTRY_SEEN, ENTRY_STATIC = 0, 1, 2
 
@@ -27,7 +29,7 @@ def mac_bytes(text: str) -> bytes:
 
 
 class Fdb:
-    def __init__(self, limit: int = DEFAULT_LIMIT, ageing: float = 300.0) -> None:
+    def __init__(self, limit: int = DEFAULT_LIMIT, ageing: float = BRIDGE["ageing_time"].default) -> None:
         if limit < 0:
             raise ValueError("fdb limit must be >= 0")
         self.limit = limit

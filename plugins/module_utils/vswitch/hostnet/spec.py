@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from .. import validate as v
 from ..errors import ValidationError
-from ..model import _bool as optional_bool
+from ..settings import BRIDGE, check_bridge_rules
 
 BOOTPROTOS = ("dhcp", "static")
 DATAPATHS = ("kernel", "userspace")
@@ -36,8 +36,8 @@ def _interface_address(field: str, value: Any, netmask: Any) -> ipaddress.IPv4In
         bad_field = "netmask" if netmask is not None and "Netmask" in type(err).__name__ else field
         raise ValidationError(bad_field, value if bad_field == field else netmask,
                               f"is not a valid IPv4 address/netmask ({err})") from None
-    if iface.network.prefixlen < 31 and iface.ip in (iface.network.network_address,
-                                                      iface.network.broadcast_address):
+    edges = (iface.network.network_address, iface.network.broadcast_address)
+    if iface.network.prefixlen < 31 and iface.ip in edges:
         which = "network" if iface.ip == iface.network.network_address else "broadcast"
         raise ValidationError(field, value, f"is the {which} address of {iface.network}; a host needs "
                                             "another address")
@@ -106,18 +106,18 @@ class HostIpSpec:
                 raise ValidationError(f"dns_search[{i}]", item, "must be a domain name without spaces")
         targets = tuple(_ipv4(f"verify_targets[{i}]", item)
                         for i, item in enumerate(params.get("verify_targets") or ()))
-        stp = bool(optional_bool("stp", params.get("stp")))
-        delay = v.seconds("forward_delay", params.get("forward_delay") if params.get("forward_delay") is not None
-                          else (15 if stp else 0), v.FORWARD_DELAY_MIN, v.FORWARD_DELAY_MAX)
-        if stp and delay < v.STP_FORWARD_DELAY_MIN:
-            raise ValidationError("forward_delay", delay, f"is too short with STP on; 802.1D needs at least "
-                                                          f"{v.STP_FORWARD_DELAY_MIN:g} seconds")
+        stp = bool(v.optional(v.boolean, "stp", params.get("stp")))
+        # Without STP a host-IP bridge forwards at once: the host's own address must not wait 15 s.
+        delay = BRIDGE["forward_delay"].check("forward_delay", params.get("forward_delay") if
+                                              params.get("forward_delay") is not None else
+                                              (BRIDGE["forward_delay"].default if stp else 0))
+        check_bridge_rules(stp, delay)
         return cls(
             bridge=bridge, uplink=uplink, bootproto=bootproto, address=address, gateway=gateway,
             dns=dns, dns_search=search, mtu=v.optional(v.mtu, "mtu", params.get("mtu")),
             stp=stp, forward_delay=delay,
             datapath=v.choice("datapath", params.get("datapath") or "kernel", DATAPATHS),
-            move_mac=optional_bool("move_mac", params.get("move_mac")) is not False,
+            move_mac=v.optional(v.boolean, "move_mac", params.get("move_mac")) is not False,
             verify_targets=targets,
             rollback_timeout=v.seconds("rollback_timeout", _default(params, "rollback_timeout", 60), 10, 3600),
             verify_timeout=v.seconds("verify_timeout", _default(params, "verify_timeout", 20), 1, 600),
