@@ -196,7 +196,7 @@ error:
 """
 
 from ansible_collections.openvif.vswitch.plugins.module_utils._ansible import run_module
-from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.hostnet.actions import run
+from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.hostnet.steps import run
 
 ARGUMENT_SPEC = dict(
     step=dict(type="str", choices=["apply", "confirm", "report"], default="apply"),

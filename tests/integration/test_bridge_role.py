@@ -367,6 +367,25 @@ def test_wrong_gateway_rolls_back(net):
     assert net.journal()["phase"] == "rolled_back"
 
 
+def test_rollback_puts_an_existing_bridge_back_with_every_setting(net):
+    """The move changes STP, forward delay, MTU and MAC of a bridge that was there; a rollback plans them
+    back from the snapshot, and leaves the settings the move never touched (ageing) as they were."""
+    sh("ip", "-n", net.host, "link", "add", "xenbr0", "mtu", "1450", "address", "02:00:00:77:00:99", "type",
+       "bridge", "stp_state", "1", "forward_delay", "300", "ageing_time", "0")
+
+    def bridge() -> dict:
+        link = json.loads(sh("ip", "-n", net.host, "-d", "-j", "link", "show", "xenbr0").stdout)[0]
+        data = link["linkinfo"]["info_data"]
+        return {"mtu": link["mtu"], "mac": link["address"], "stp": data["stp_state"],
+                "forward_delay": data["forward_delay"], "ageing_time": data["ageing_time"]}
+
+    settings, before = bridge(), net.addressing()
+    result = net.module(bootproto="static", address=f"{HOST_IP}/24", gateway="10.77.0.99", stp=False, mtu=1400)
+    assert result.get("failed") and "rolled back by itself" in result["msg"], result
+    assert bridge() == settings
+    assert_rolled_back(net, before)
+
+
 def test_no_dhcp_lease_rolls_back(net):
     old_client = net.fake_dhcp_client("eth0")
     wait_for(lambda: len(net.dhcp_clients()) == 1)

@@ -75,9 +75,8 @@ def read_link(ipr, name: str) -> Optional[dict[str, Any]]:
         "addresses": read_addresses(ipr, index),
     }
     if kind == "bridge":
-        data = _nested(msg, "IFLA_LINKINFO", "IFLA_INFO_DATA")
-        link["stp"] = bool(_nested(data, "IFLA_BR_STP_STATE"))
-        link["forward_delay"] = (_nested(data, "IFLA_BR_FORWARD_DELAY") or 0) / 100
+        # The bridge's own settings are the switch's business (hostnet/switch_side.py reads them
+        # through the kernel backend); the move only needs to know which ports it has.
         link["ports"] = sorted(
             port.get("IFLA_IFNAME") for port in ipr.get_links()
             if port.get("IFLA_MASTER") == index
@@ -192,28 +191,6 @@ def set_addresses(ipr, index: int, addresses: list[dict[str, Any]]) -> None:
     for addr in addresses:
         if (addr["address"], addr["prefixlen"]) not in have:
             add_address(ipr, index, addr)
-
-
-def ensure_bridge(ipr, name: str, *, stp: bool, forward_delay: float, mtu: Optional[int],
-                  mac: Optional[str]) -> int:
-    """Create the bridge (down) or update its settings; returns its index."""
-    settings: dict[str, Any] = {"br_stp_state": 1 if stp else 0,
-                                "br_forward_delay": int(round(forward_delay * 100))}
-    index = index_of(ipr, name)
-    if index is None:
-        args: dict[str, Any] = {"ifname": name, "kind": "bridge", **settings}
-        if mac:
-            args["address"] = mac
-        if mtu:
-            args["mtu"] = mtu
-        ipr.link("add", **args)
-        return require_index(ipr, "bridge", name)
-    ipr.link("set", index=index, kind="bridge", **settings)
-    if mac:
-        ipr.link("set", index=index, address=mac)
-    if mtu:
-        ipr.link("set", index=index, mtu=mtu)
-    return index
 
 
 def set_link(ipr, index: int, **kwargs: Any) -> None:

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from ..errors import BackendError, ConflictError, NotFoundError
 from ..kernel import mark_uplink
-from . import clients, netops, switch
+from . import clients, netops, switch_side
 from .spec import HostIpSpec
 
 
@@ -18,7 +18,7 @@ def take(ipr, spec: HostIpSpec, resolv_conf: str) -> dict[str, Any]:
     if uplink["master"] not in (None, spec.bridge):
         raise ConflictError("uplink", spec.uplink, f"is already a port of '{uplink['master']}'; a NIC can be "
                                                    "the uplink of one bridge only")
-    sw = switch.for_spec(spec)
+    sw = switch_side.for_spec(spec)
     bridge = netops.read_link(ipr, spec.bridge)
     if bridge is not None and bridge["kind"] not in sw.l3_kinds:
         raise ConflictError("bridge", spec.bridge, f"is an existing interface of kind "
@@ -67,12 +67,9 @@ def restore(ipr, snap: dict[str, Any], spec: HostIpSpec) -> dict[str, Any]:
     for route in netops.read_routes(ipr, indexes):
         if route not in snap["routes"]:
             netops.del_route(ipr, route)
-    switch.for_spec(spec).restore(ipr, spec, snap.get("switch"), br)
+    switch_side.for_spec(spec).restore(ipr, spec, snap.get("switch"), br)
     current_bridge = netops.index_of(ipr, spec.bridge)
     if br is not None and current_bridge is not None:
-        if br["kind"] == "bridge":
-            netops.ensure_bridge(ipr, spec.bridge, stp=br["stp"], forward_delay=br["forward_delay"],
-                                 mtu=br["mtu"], mac=br["mac"])
         netops.set_addresses(ipr, current_bridge, _remaining(br["addresses"], elapsed))
     if uplink_index is None:
         raise BackendError("uplink", spec.uplink, "disappeared during the transaction; cannot restore it")

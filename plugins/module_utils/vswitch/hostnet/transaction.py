@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, Optional
 
 from ..errors import BackendError
-from . import clients, dhcp, netops, probe, switch
+from . import clients, dhcp, netops, probe, switch_side
 from .snapshot import nameservers
 from .spec import HostIpSpec
 
@@ -25,7 +25,7 @@ def in_desired_state(ipr, spec: HostIpSpec, resolv_conf: str) -> tuple[bool, lis
     uplink = netops.read_link(ipr, spec.uplink)
     if uplink is None:
         return False, [f"uplink {spec.uplink} does not exist"]
-    sw = switch.for_spec(spec)
+    sw = switch_side.for_spec(spec)
     if bridge is None or bridge["kind"] not in sw.l3_kinds:
         return False, [f"bridge {spec.bridge} does not exist"]
     diffs.extend(sw.differences(ipr, spec, bridge, uplink))
@@ -73,7 +73,7 @@ def apply(ipr, spec: HostIpSpec, snap: dict[str, Any], hold: Optional[Callable[[
     hold = hold or (lambda step: None)
     up = snap["uplink"]
     uplink_index = up["index"]
-    sw = switch.for_spec(spec)
+    sw = switch_side.for_spec(spec)
     bridge_index = sw.attach(ipr, spec, up)
     clients.stop(snap.get("dhcp_clients") or [])  # they would put the IP back on the NIC at renewal
     for route in snap["routes"]:
