@@ -126,3 +126,20 @@ def test_bridge_batch_errors_name_the_entry_and_change_nothing():
     with pytest.raises(ValidationError, match="bridges\\[0\\]: 'xenbr0' must be a mapping"):
         actions.bridge({"bridges": ["xenbr0"]}, host, False)
     assert backend.applied == [] and backend.state.bridges == {}
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"bridge": "xenbr0", "ports": [{"name": "vif1.0", "state": "absent"}]}, "ports[0].state"),
+    ({"bridge": "xenbr0", "ports": ["vif2.0", {"name": "vif1.0", "vlna": 5}]}, "ports[1].vlna"),
+    ({"bridges": [{"name": "xapi1"}, {"name": "xapi2", "ageing": 0}]}, "bridges[1].ageing"),
+    ({"bridges": [{"name": "xapi1", "state": "absent"}]}, "bridges[0].state"),
+])
+def test_unknown_keys_in_list_entries_are_errors_that_change_nothing(params, field):
+    backend = kernel(bridges=[BridgeState(name="xenbr0")])
+    act = actions.port if "ports" in params else actions.bridge
+    with pytest.raises(ValidationError) as err:
+        act(params, Host([backend]), False)
+    assert err.value.field == field and "accepted: name" in err.value.message, err.value.message
+    if field.endswith("state"):
+        assert "set once for the whole task" in err.value.message
+    assert backend.applied == []

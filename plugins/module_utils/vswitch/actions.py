@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
+from . import validate as v
 from .errors import ConflictError, ValidationError, VswitchError
 from .host import Host, converge
 from .model import BridgeSpec, Change, HostState, PortSpec, VlanSpec
@@ -38,6 +39,7 @@ def _report(changes: Sequence[Change], before: Any, after: Any, **values: Any) -
 
 
 BRIDGE_KEYS = ("name", "datapath", *BRIDGE_SETTINGS, "uplink")
+PORT_KEYS = ("name", "bridge", *PORT_SETTINGS)
 
 
 def bridge(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
@@ -59,6 +61,8 @@ def bridge(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
         try:
             if not isinstance(entry, Mapping):
                 raise ValidationError("", entry, "must be a mapping with at least 'name'")
+            if items is not None:   # the single form's entry is the task's own params, state and all
+                v.known_keys("", entry, BRIDGE_KEYS, "a bridge")
             item = {k: entry.get(k) for k in BRIDGE_KEYS}
             spec = BridgeSpec.from_params({"name": item["name"]} if absent else item)
             if spec.name in names:
@@ -112,12 +116,13 @@ def _port_specs(params: Mapping[str, Any]) -> list[PortSpec]:
     if items is not None and single is not None:
         raise ValidationError("name", single, "cannot be combined with 'ports'; list it in 'ports' instead")
     if items is None:
-        items = [{k: params.get(k) for k in ("name", "bridge", *PORT_SETTINGS)}]
+        items = [{k: params.get(k) for k in PORT_KEYS}]
     specs = []
     for index, item in enumerate(items):
         entry = {"name": item} if isinstance(item, str) else item
         if not isinstance(entry, Mapping):
             raise ValidationError(f"ports[{index}]", item, "must be a port name or a mapping with 'name'")
+        v.known_keys(f"ports[{index}]", entry, PORT_KEYS, "a port")
         try:
             specs.append(PortSpec.from_params(entry, default_bridge=params.get("bridge")))
         except VswitchError as err:

@@ -382,7 +382,8 @@ def render_registry(assignments: Mapping[str, str], rng: MacRange) -> str:
 
 # ---------------------------------------------------------------- fleet-wide planning
 
-_VIF_OPTIONS = frozenset({"vm", "device", "interface", "bridge", "mac"})
+VIF_OPTIONS = ("vm", "device", "interface", "bridge", "mac")
+_VIF_OPTION_SET = frozenset(VIF_OPTIONS)  # the per-VIF check at fleet scale is one superset test
 
 
 class _Declared:
@@ -412,7 +413,7 @@ def _declared(declared: Mapping[str, Sequence[Any]], rng: MacRange) -> list[_Dec
         if not isinstance(vifs, Sequence) or isinstance(vifs, str):
             raise ValidationError(f"vifs[{host}]", vifs, "must be a list of VIFs")
         for index, item in enumerate(vifs):
-            if not isinstance(item, Mapping) or not _VIF_OPTIONS.issuperset(item):
+            if not isinstance(item, Mapping) or not _VIF_OPTION_SET.issuperset(item):
                 _reject_item(f"vifs[{host}][{index}]", item)
             vm, device, interface = item.get("vm"), item.get("device"), item.get("interface")
             if interface is not None:
@@ -444,8 +445,7 @@ def _declared(declared: Mapping[str, Sequence[Any]], rng: MacRange) -> list[_Dec
 def _reject_item(at: str, item: Any) -> None:
     if not isinstance(item, Mapping):
         raise ValidationError(at, item, "must be a mapping with 'vm' (and 'device') or 'interface'")
-    first = sorted(set(item) - _VIF_OPTIONS, key=str)[0]
-    raise ValidationError(f"{at}.{first}", item[first], "is not a VIF option (vm, device, interface, bridge, mac)")
+    v.known_keys(at, item, VIF_OPTIONS, "a VIF")
 
 
 def plan_fleet(registry: Any, declared: Mapping[str, Sequence[Any]], seen: Mapping[str, Sequence[Any]],

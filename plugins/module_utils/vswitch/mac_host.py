@@ -96,6 +96,7 @@ def _address_or_none(mac: Any) -> Optional[int]:
 
 
 _ENTRY_OPTIONS = ("vm", "device", "interface", "host", "mac", "bridge")
+_RETURNED = ("key", "source", "xen_vif")
 
 
 def _entries(params: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -105,10 +106,9 @@ def _entries(params: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         for i, item in enumerate(params["vifs"]):
             if not isinstance(item, Mapping):
                 raise ValidationError(f"vifs[{i}]", item, "must be a mapping with 'vm' (and 'device') or 'interface'")
-            unknown = sorted(set(item) - set(_ENTRY_OPTIONS) - {"key", "source", "xen_vif"})
-            if unknown:
-                raise ValidationError(f"vifs[{i}].{unknown[0]}", item[unknown[0]],
-                                      f"is not a VIF option ({', '.join(_ENTRY_OPTIONS)})")
+            # key, source and xen_vif: what this module returns, so its own output can be fed back
+            v.known_keys(f"vifs[{i}]", {k: val for k, val in item.items() if k not in _RETURNED},
+                         _ENTRY_OPTIONS, "a VIF")
             entry = {name: item.get(name) for name in _ENTRY_OPTIONS}
             if entry["host"] is None:
                 entry["host"] = params.get("host")

@@ -6,7 +6,7 @@ field, the value and why, so callers never format messages themselves.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Optional
 
 from .errors import ValidationError
@@ -57,6 +57,17 @@ def mac(field: str, value: Any, *, unicast: bool = True) -> str:
     if unicast and digits == "0" * 12:
         raise ValidationError(field, normal, "is the all-zero address, which no NIC may use")
     return normal
+
+
+def known_keys(field: str, entry: Mapping[Any, Any], accepted: Iterable[str], what: str) -> None:
+    """A list entry carries only keys the module knows: a typo, or a key that belongs to the task
+    (``state``), is an error naming it, never silently ignored."""
+    accepted = tuple(accepted)
+    unknown = sorted((key for key in entry if key not in accepted), key=str)
+    if unknown:
+        hint = "; 'state' is set once for the whole task" if unknown[0] == "state" else ""
+        raise ValidationError(f"{field}.{unknown[0]}" if field else str(unknown[0]), entry[unknown[0]],
+                              f"is not {what} option (accepted: {', '.join(accepted)}){hint}")
 
 
 def boolean(field: str, value: Any) -> bool:
