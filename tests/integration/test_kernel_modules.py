@@ -125,6 +125,16 @@ BAD_INPUTS = [
      "ports[1].mac: 'ff:ff:ff:ff:ff:ff' is a multicast"),
     ("vswitch_port", {"bridge": "xenbr0", "ports": ["vif2.0", "vif9.9"]}, "ports[1].name: 'vif9.9' does not exist"),
     ("vswitch_port", {"bridge": "nosuch", "name": "vif2.0"}, "bridge: 'nosuch' does not exist"),
+    # ansible-core's own int check crashed on these (OverflowError, no option named)
+    ("vswitch_bridge", {"name": "xenbr0", "mtu": "inf"}, "mtu: 'inf' is not a finite number"),
+    ("vswitch_bridge", {"name": "xenbr0", "ageing_time": "-Infinity"}, "ageing_time: '-Infinity' is not a finite"),
+    ("vswitch_bridge", {"name": "xenbr0", "forward_delay": "nan"}, "forward_delay: 'nan' is not a finite"),
+    ("vswitch_port", {"bridge": "xenbr0", "name": "vif2.0", "vlan": "-inf"}, "vlan: '-inf' is not a finite"),
+    ("vswitch_port", {"bridge": "xenbr0", "name": "vif2.0", "native_vlan": "Infinity"}, "native_vlan: 'Infinity'"),
+    ("vswitch_vlan", {"name": "xapi9", "parent": "xenbr0", "tag": "inf"}, "tag: 'inf' is not a finite number"),
+    ("vswitch_port", {"bridge": "xenbr0", "ports": [{"name": "vif2.0", "state": "absent"}]},
+     "ports[0].state: 'absent' is not a port option"),
+    ("vswitch_bridge", {"bridges": [{"name": "xapi2", "ageing": 0}]}, "bridges[0].ageing: 0 is not a bridge option"),
 ]
 
 
