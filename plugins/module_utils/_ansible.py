@@ -51,6 +51,8 @@ def _non_finite_number(argument_spec: dict[str, Any]) -> Optional[ValidationErro
     before AnsibleModule checks types.
     """
     params = _load_params()
+    if not isinstance(params, dict):   # validate-modules introspects the argument spec with no params
+        return None
     for name, option in argument_spec.items():
         if option.get("type") in ("int", "float") and _not_finite(params.get(name)):
             return ValidationError(name, params[name], f"is not a finite number; {name} takes "
