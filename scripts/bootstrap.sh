@@ -31,6 +31,14 @@ if [ "$PROFILE" = test ] && command -v ovs-ctl >/dev/null; then
   systemctl disable --now openvswitch-switch >/dev/null 2>&1 || true
 fi
 
+if [ "$PROFILE" = test ] && [ ! -x "$ROOT/.cache/xen/etc/xen/scripts/vif-openvswitch" ]; then
+  # Debian's own Xen hotplug scripts, run by the tests as xl runs them: downloaded and extracted,
+  # never installed (this machine is no Xen host).
+  rm -rf "$ROOT/.cache/xen" && mkdir -p "$ROOT/.cache/xen/deb"
+  (cd "$ROOT/.cache/xen/deb" && apt-get download -qq xen-utils-common 2>/dev/null)
+  dpkg-deb -x "$ROOT"/.cache/xen/deb/xen-utils-common_*.deb "$ROOT/.cache/xen"
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x "$ROOT/.venv/bin/python" ]; then
   "$PY" -m venv "$ROOT/.venv"

@@ -30,7 +30,7 @@ options:
   ports:
     description:
       - Many ports in one task. Each entry is an interface name or a mapping with C(name) and
-        optionally C(bridge), C(type), C(vlan), C(trunks), C(native_vlan), C(mac), C(promiscuous).
+        optionally C(bridge), C(type), C(vlan), C(trunks), C(native_vlan), C(mac), C(promiscuous), C(external_ids).
     type: list
     elements: raw
   state:
@@ -71,6 +71,12 @@ options:
       - The port receives every frame on its VLANs (userspace datapath).
       - On the kernel datapath set the bridge's O(openvif.vswitch.vswitch_bridge#module:ageing_time) to 0 instead.
     type: bool
+  external_ids:
+    description:
+      - What the port is to the rest of the system, as Open vSwitch's Interface C(external_ids) (userspace datapath).
+      - The VM identity hotplug scripts record, such as C(attached-mac), C(iface-id), C(vm-id), C(xen-vm-name).
+      - Declared whole; an empty map clears it.
+    type: dict
 notes:
   - Supports check mode and diff mode. C(changed) is true exactly when the host changed.
 requirements:
@@ -104,6 +110,12 @@ EXAMPLES = r"""
     bridge: xenbr0
     name: vif4.0
     move: true
+
+- name: A VIF on vswitchd with the VM identity Open vSwitch callers record
+  openvif.vswitch.vswitch_port:
+    bridge: xenbr1
+    name: vif5.0
+    external_ids: {attached-mac: "00:16:3e:00:05:00", xen-vm-name: web01}
 
 - name: Detach a VIF
   openvif.vswitch.vswitch_port:
@@ -143,6 +155,7 @@ ARGUMENT_SPEC = {
     "native_vlan": {"type": "int"},
     "mac": {"type": "str"},
     "promiscuous": {"type": "bool"},
+    "external_ids": {"type": "dict"},
 }
 
 

@@ -6,6 +6,7 @@ from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch import act
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.errors import (
     BackendError,
     ConflictError,
+    MissingFeatureError,
     ValidationError,
 )
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.host import Host
@@ -143,3 +144,22 @@ def test_unknown_keys_in_list_entries_are_errors_that_change_nothing(params, fie
     if field.endswith("state"):
         assert "set once for the whole task" in err.value.message
     assert backend.applied == []
+
+
+def test_external_ids_are_kept_on_vswitchd_and_refused_by_name_on_the_kernel():
+    from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.userspace import FEATURES
+
+    ids = {"attached-mac": "00:16:3e:00:00:01", "xs-vif-id": 0}
+    kernel_backend = kernel(bridges=[BridgeState(name="xenbr0")])
+    with pytest.raises(MissingFeatureError, match="external_ids: .* cannot be kept on the kernel datapath"):
+        actions.port({"bridge": "xenbr0", "name": "vif1.0", "external_ids": ids}, Host([kernel_backend]), False)
+    assert kernel_backend.applied == []
+    backend = FakeBackend(datapath="userspace", links=["vif1.0"], features=FEATURES,
+                          bridges=[BridgeState(name="xenbr1", datapath="userspace")])
+    first = actions.port({"bridge": "xenbr1", "name": "vif1.0", "external_ids": ids}, Host([backend]), False)
+    assert first.changed and first.values["ports"]["vif1.0"]["external_ids"] == \
+        {"attached-mac": "00:16:3e:00:00:01", "xs-vif-id": "0"}
+    again = actions.port({"bridge": "xenbr1", "name": "vif1.0", "external_ids": ids}, Host([backend]), False)
+    assert not again.changed
+    with pytest.raises(ValidationError, match=r"external_ids.vm: \['a'\] must be a string"):
+        actions.port({"bridge": "xenbr1", "name": "vif1.0", "external_ids": {"vm": ["a"]}}, Host([backend]), False)

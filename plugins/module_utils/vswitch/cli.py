@@ -13,6 +13,7 @@ from typing import Any, Optional
 from .errors import VswitchError
 from .rpc import Client
 from .vlans import format_vlans, parse_vlans
+from .vsctl.syntax import format_value
 
 PROG = "vswitchctl"
 
@@ -61,6 +62,8 @@ def cmd_show(client: Client, args: argparse.Namespace) -> str:
                     lines.append(f"        {label}: {port[key]}")
             if port.get("trunks"):
                 lines.append(f'        trunks: {format_vlans(port["trunks"])}')
+            if port.get("external_ids"):
+                lines.append(f'        external_ids: {format_value(port["external_ids"], "map")}')
             for flag in ("promiscuous", "uplink"):
                 if port.get(flag):
                     lines.append(f"        {flag}: true")
@@ -347,12 +350,18 @@ def build_parser() -> argparse.ArgumentParser:
     verb("vlog-set", cmd_vlog_set, "set log levels: LEVEL or MODULE:LEVEL").add_argument("specs", nargs="+")
     verb("apply", cmd_apply, "apply a JSON transaction of changes from FILE (- for stdin)").add_argument("file")
     verb("ping", cmd_ping, "check that the daemon answers")
+    sub.add_parser("vsctl", help="run an ovs-vsctl command line (vswitchctl vsctl -- add-port BR PORT tag=5 ...)")
     return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["vsctl"]:   # ovs-vsctl's own command language, also where ovs-vsctl is not installed
+        from .vsctl.__main__ import main as vsctl_main
+
+        return vsctl_main(args_in[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_in)
     if args.command == "del-port" and len(args.names) > 2:
         parser.error("del-port takes [BRIDGE] PORT")
     try:

@@ -39,6 +39,7 @@ class Features:
     port_promiscuous: bool = False
     port_security: bool = False
     create_ports: bool = False     # can create tap/internal ports itself
+    external_ids: bool = False     # keeps external IDs with each port
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class PortSpec:
     native_vlan: Optional[int] = None
     mac: Optional[str] = None
     promiscuous: Optional[bool] = None
+    external_ids: Optional[dict[str, str]] = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], default_bridge: Optional[str] = None) -> PortSpec:
@@ -151,6 +153,7 @@ class PortState:
     native_vlan: Optional[int] = None
     mac: Optional[str] = None
     promiscuous: bool = PORT["promiscuous"].default
+    external_ids: Optional[dict[str, str]] = None
     uplink: bool = False
 
     def to_facts(self) -> dict[str, Any]:

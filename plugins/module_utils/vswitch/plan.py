@@ -151,6 +151,10 @@ def _check_features(spec: PortSpec, features: Features, prefix: str) -> None:
     if spec.mac is not None and not features.port_security:
         raise MissingFeatureError(f"{prefix}.mac", spec.mac,
                                   f"(port security) is not available on the kernel datapath; {USERSPACE_HINT}")
+    if spec.external_ids is not None and not features.external_ids:
+        raise MissingFeatureError(f"{prefix}.external_ids", spec.external_ids,
+                                  f"cannot be kept on the kernel datapath (the Linux bridge keeps no data per "
+                                  f"port); {USERSPACE_HINT}")
     if spec.type == "internal" and not features.create_ports:
         raise MissingFeatureError(f"{prefix}.type", spec.type,
                                   "is not a kernel port type: a Linux bridge's own device is its internal "

@@ -111,6 +111,13 @@ PORT: Mapping[str, Setting] = {s.name: s for s in (
     Setting("promiscuous", v.boolean, False, "The port sees every frame of its VLANs.",
             kernel="refused per port (ageing_time: 0 on the bridge instead)", userspace="floods to it",
             ansible_type="bool"),
+    Setting("external_ids", v.string_map, None, "What the port is to the rest of the system: the VM "
+            "identity hotplug scripts record (C(attached-mac), C(iface-id), C(vm-id), C(xen-vm-name), "
+            "C(xs-vm-uuid), ...), as Open vSwitch keeps it in the Interface table's external_ids. The map "
+            "is declared whole; an empty map clears it.",
+            kernel="refused: the Linux bridge keeps no data per port",
+            userspace="kept with the port in the state file; shown by vswitchctl show, ovs-vsctl list "
+            "Interface and vswitch_info", ansible_type="dict"),
 )}
 
 BRIDGE_SETTINGS: tuple[str, ...] = tuple(BRIDGE)

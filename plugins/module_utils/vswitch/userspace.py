@@ -16,7 +16,8 @@ from .paths import socket_path
 from .rpc import Client
 from .settings import BRIDGE, PORT, Setting
 
-FEATURES = Features(vlan_filtering=True, port_promiscuous=True, port_security=True, create_ports=True)
+FEATURES = Features(vlan_filtering=True, port_promiscuous=True, port_security=True, create_ports=True,
+                    external_ids=True)
 
 
 class UserspaceBackend:

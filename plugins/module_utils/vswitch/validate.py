@@ -70,6 +70,35 @@ def known_keys(field: str, entry: Mapping[Any, Any], accepted: Iterable[str], wh
                               f"is not {what} option (accepted: {', '.join(accepted)}){hint}")
 
 
+EXTERNAL_IDS_MAX = 64        # keys per port: what Xen, libvirt and XAPI record is about ten
+EXTERNAL_ID_LEN_MAX = 255
+
+
+def string_map(field: str, value: Any) -> dict[str, str]:
+    """A map of short printable strings (a port's external IDs), keys sorted.
+
+    Numbers are taken as their text (YAML reads ``xs-vif-id: 0`` as an integer); anything
+    else that is not a string is refused.
+    """
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, value, "must be a mapping of strings (key: value)")
+    if len(value) > EXTERNAL_IDS_MAX:
+        raise ValidationError(field, f"{len(value)} keys", f"has too many keys; at most {EXTERNAL_IDS_MAX}")
+    out = {}
+    for key, item in value.items():
+        if isinstance(item, int) and not isinstance(item, bool):
+            item = str(item)
+        for what, text in (("key", key), ("value", item)):
+            if not isinstance(text, str) or (what == "key" and not text):
+                raise ValidationError(f"{field}.{key}", item, f"has a {what} that is not a non-empty string"
+                                      if what == "key" else "must be a string")
+            if len(text) > EXTERNAL_ID_LEN_MAX or not text.isprintable():
+                raise ValidationError(f"{field}.{key}", item, f"has a {what} that is not printable text of at "
+                                                              f"most {EXTERNAL_ID_LEN_MAX} characters")
+        out[key] = item
+    return dict(sorted(out.items()))
+
+
 def boolean(field: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValidationError(field, value, "must be true or false")

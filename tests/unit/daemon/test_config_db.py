@@ -25,7 +25,8 @@ def test_apply_changes_builds_config_and_never_mutates_input():
     assert empty.to_json() == {"bridges": {}, "ports": {}}
     assert cfg.bridges["xenbr0"]["ageing_time"] == 100
     assert cfg.ports["vif1.0"] == {"bridge": "xenbr0", "type": "tap", "vlan": 10, "trunks": None,
-                                   "native_vlan": None, "mac": None, "promiscuous": False, "uplink": False}
+                                   "native_vlan": None, "mac": None, "promiscuous": False, "external_ids": None,
+                                   "uplink": False}
 
 
 def test_a_bad_change_rejects_the_whole_transaction_and_names_it():
