@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: fleet-wide VIF MAC assignment for 100,000 VIFs, against the 2 s goal.
 
     .venv/bin/python bench/vif_mac_assign.py [--vifs 100000] [--hosts 1000] [--seen 2000] [--repeat 3]
@@ -65,7 +64,7 @@ def best(fn, repeat: int) -> tuple[float, object]:
     """Best wall time of ``repeat`` runs and the last result; the median wall time goes to MEDIANS and
     the best CPU time (process_time: what the code costs, without waiting for a busy machine) to CPU."""
     times, cpu, result = [], [], None
-    for _ in range(repeat):
+    for _round in range(repeat):
         gc.collect()
         t, c = time.perf_counter(), time.process_time()
         result = fn()
@@ -80,7 +79,7 @@ def peak_mib(fn) -> float:
     gc.collect()
     tracemalloc.start()
     fn()
-    _, peak = tracemalloc.get_traced_memory()
+    _current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return peak / 2**20
 
@@ -150,9 +149,9 @@ def main() -> int:
 
     keys = sorted(d["key"] for vifs in fresh["assignments"].values() for d in vifs)
     taken = {a for a in (M.mac_to_int(n["mac"]) for links in nics.values() for n in links) if XEN.contains(a)}
-    t_core, _ = best(lambda: M.assign(XEN, {}, keys, taken), args.repeat)
-    t_random, _ = best(lambda: random_retry(keys, taken), args.repeat)
-    t_sha, _ = best(lambda: sha_retry(keys, taken), args.repeat)
+    t_core, _result = best(lambda: M.assign(XEN, {}, keys, taken), args.repeat)
+    t_random, _result = best(lambda: random_retry(keys, taken), args.repeat)
+    t_sha, _result = best(lambda: sha_retry(keys, taken), args.repeat)
     collisions = plain_hash_collisions(keys)
 
     mem_fresh = peak_mib(lambda: M.plan_fleet(None, declared, nics))

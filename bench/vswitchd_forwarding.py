@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: vswitchd's forwarding against Open vSwitch's userspace datapath and the Linux bridge.
 
     python3 bench/vswitchd_forwarding.py [--duration 5] [--reps 3] [--ports 1000] [--quick]
@@ -451,7 +450,7 @@ def measure_rtt(lab: Lab, topo: Topology, count: int) -> dict:
 
 
 def connectivity(topo: Topology) -> Optional[str]:
-    for _ in range(3):
+    for _attempt in range(3):
         if run("ip", "netns", "exec", topo.a, "ping", "-c", "2", "-i", "0.2", "-W", "1", B_IP,
                check=False).returncode == 0:
             return None
@@ -508,7 +507,7 @@ def bench_ports(lab: Lab, nports: int, restarts: int) -> dict:
 
     # 2. restarts with every port back in service
     out["restarts"] = []
-    for _ in range(restarts):
+    for _restart in range(restarts):
         stop = daemon.stop()
         times = daemon.start(timeout=120)
         check("restart")
@@ -575,7 +574,7 @@ def best(rows: list[dict], key: str, lowest: bool = False) -> Optional[float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per TCP and 64-byte run (default 5)")
     parser.add_argument("--reps", type=int, default=3, help="interleaved rounds, best reported (default 3)")
     parser.add_argument("--pings", type=int, default=2000, help="round trips for latency (default 2000)")
@@ -708,6 +707,7 @@ def main() -> int:
 
             def goal(ok: Optional[bool]) -> str:
                 return "n/a" if ok is None else ("MET" if ok else "NOT MET")
+
             def cmp(key: str, factor: float, lower: bool = False) -> Optional[bool]:
                 x, y = vs.get(key), ovs.get(key)
                 if not x or not y:

@@ -45,7 +45,7 @@ def run_module(env: dict[str, str], inventory: Path, host: str, module: str, arg
         argv.append("--check")
     if diff:
         argv.append("--diff")
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     try:
         return json.loads((tree / f"{host}.json").read_text())
     except (OSError, ValueError):
@@ -58,7 +58,7 @@ def run_playbook(env: dict[str, str], inventory: Path, playbook: Path, *extra: s
                  cwd: Optional[Path] = None) -> tuple[int, str, dict[str, Any]]:
     """Run a playbook; return (rc, output, per-host PLAY RECAP counters)."""
     proc = subprocess.run(["ansible-playbook", "-i", str(inventory), str(playbook), *extra], env=env,
-                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False)
     stats: dict[str, Any] = {}
     for host, counters in RECAP.findall(proc.stdout):
         stats[host] = {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", counters)}

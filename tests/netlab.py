@@ -93,7 +93,7 @@ class NetLab:
 
     def ping_until(self, ns: str, target: str, attempts: int = 10) -> bool:
         """Ping until one succeeds (a bridge port can take a moment to forward); bounded."""
-        return any(self.ping(ns, target, count=1) for _ in range(attempts))
+        return any(self.ping(ns, target, count=1) for _attempt in range(attempts))
 
     def destroy(self, extra: Sequence[str] = ()) -> None:
         for name in list(self.namespaces) + list(extra):

@@ -86,7 +86,7 @@ def stop_vswitchd(ns: str) -> None:
         pid, cmdline = 0, b""
     if pid and b"vswitch.daemon" in cmdline and str(run).encode() in cmdline:
         os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
+        for _attempt in range(100):
             if not Path(f"/proc/{pid}").exists():
                 break
             time.sleep(0.05)

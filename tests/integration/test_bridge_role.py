@@ -358,8 +358,8 @@ def assert_rolled_back(net: PhysicalNetwork, before: dict) -> None:
 def test_wrong_gateway_rolls_back(net):
     before = net.addressing()
     started = time.monotonic()
-    rc, out, _ = net.play(bridge_bootproto="static", bridge_address=f"{HOST_IP}/24", bridge_gateway="10.77.0.99",
-                          bridge_persist_format="ifcfg")
+    rc, out, _err = net.play(bridge_bootproto="static", bridge_address=f"{HOST_IP}/24", bridge_gateway="10.77.0.99",
+                             bridge_persist_format="ifcfg")
     assert rc != 0
     assert "10.77.0.99" in out and "rolled back by itself" in out and "eth0 has 10.77.0.50/24" in out, out
     assert_rolled_back(net, before)
@@ -391,7 +391,7 @@ def test_no_dhcp_lease_rolls_back(net):
     wait_for(lambda: len(net.dhcp_clients()) == 1)
     (old_argv,) = net.dhcp_clients().values()
     before = net.addressing()  # no DHCP server on the physical network
-    rc, out, _ = net.play(bridge_dhcp_timeout=3, bridge_persist_format="ifcfg")
+    rc, out, _err = net.play(bridge_dhcp_timeout=3, bridge_persist_format="ifcfg")
     assert rc != 0
     assert "got no lease" in out and "rolled back by itself" in out, out
     assert_rolled_back(net, before)
@@ -428,7 +428,7 @@ def test_applier_killed_mid_change_rolls_back(net):
     assert mid["links"]["eth0"]["ipv4"] == [] and mid["links"]["xenbr0"]["ipv4"] == [], "not mid-change"
     killed_at = time.monotonic()
     os.kill(data["applier_pid"], signal.SIGKILL)
-    out, _ = ansible.communicate(timeout=60)
+    out, _err = ansible.communicate(timeout=60)
     assert ansible.returncode != 0 and "applier died" in out and "rolled back by itself" in out, out
     assert time.monotonic() - killed_at < 15
     assert_rolled_back(net, before)
@@ -521,9 +521,9 @@ def test_bad_input_fails_before_touching_the_host(net):
     assert result.get("failed") and result["error"]["field"] == "gateway", result
     result = net.module(uplink="nosuch0")
     assert result.get("failed") and result["error"]["field"] == "uplink", result
-    rc, out, _ = net.play(bridge_bootproto="bootp", bridge_persist_format="ifcfg")
+    rc, out, _err = net.play(bridge_bootproto="bootp", bridge_persist_format="ifcfg")
     assert rc != 0 and "bridge_bootproto" in out and "bootp" in out, out  # meta/argument_specs.yml
-    rc, out, _ = net.play(bridge_bootproto="static", bridge_address="10.77.0.0/24", bridge_persist_format="ifcfg")
+    rc, out, _err = net.play(bridge_bootproto="static", bridge_address="10.77.0.0/24", bridge_persist_format="ifcfg")
     assert rc != 0 and "network address" in out, out
     assert net.addressing() == before
     assert not (net.root / "etc").exists() and not (net.state_dir / "xenbr0" / "journal.json").exists()

@@ -86,17 +86,17 @@ def test_dhcp_move_onto_the_internal_port_keeps_tcp_and_is_idempotent(usernet):
                               bridge_persist_format="networkd")
     assert rc == 0 and stats["changed"] == 0, out
 
-    rc, out, _ = net.play(bridge_datapath="userspace", bridge_vswitchd_socket=str(net.vswitchd_socket),
-                          bridge_persist_format="ifcfg")
+    rc, out, _err = net.play(bridge_datapath="userspace", bridge_vswitchd_socket=str(net.vswitchd_socket),
+                             bridge_persist_format="ifcfg")
     assert rc != 0 and "cannot describe" in out and "Move the host IP" not in out, out
 
 
 def test_wrong_gateway_on_userspace_removes_the_vswitchd_bridge_again(usernet):
     net = usernet
     before = net.addressing()
-    rc, out, _ = net.play(bridge_datapath="userspace", bridge_vswitchd_socket=str(net.vswitchd_socket),
-                          bridge_bootproto="static", bridge_address=f"{HOST_IP}/24", bridge_gateway="10.77.0.99",
-                          bridge_persist_format="networkd")
+    rc, out, _err = net.play(bridge_datapath="userspace", bridge_vswitchd_socket=str(net.vswitchd_socket),
+                             bridge_bootproto="static", bridge_address=f"{HOST_IP}/24", bridge_gateway="10.77.0.99",
+                             bridge_persist_format="networkd")
     assert rc != 0 and "rolled back by itself" in out, out
     assert_rolled_back(net, before)
     state = vswitchd_bridges(net)

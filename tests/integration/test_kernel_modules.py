@@ -41,7 +41,7 @@ def test_bridge_lifecycle_check_first_then_idempotent(hv):
     changed = hv.module("vswitch_bridge", name="xapi1", ageing_time=300, stp=True, forward_delay=4)
     assert changed["changed"] and changed["diff"]["before"]["ageing_time"] == 0
     assert changed["diff"]["after"]["ageing_time"] == 300
-    _, data = bridge_info(hv, "xapi1")
+    _link, data = bridge_info(hv, "xapi1")
     assert data["ageing_time"] == 30000 and data["stp_state"] == 1 and data["forward_delay"] == 400
 
     gone = hv.module("vswitch_bridge", name="xapi1", state="absent")
@@ -60,7 +60,7 @@ def test_uplink_is_attached_promiscuous_and_mac_stays_pinned(hv):
     hv.veth("vif1.0", "vm1")
     sh("ip", "-n", hv.ns, "link", "set", "vif1.0", "address", "00:00:00:00:00:01")
     assert hv.module("vswitch_port", bridge="xenbr0", name="vif1.0")["changed"]
-    link, _ = bridge_info(hv, "xenbr0")
+    link, _data = bridge_info(hv, "xenbr0")
     assert link["address"] == "fe:ff:ff:ff:ff:fe"
     facts = hv.module("vswitch_info")["vswitch"]
     assert facts["bridges"]["xenbr0"]["uplink"] == "peth0"

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def labctl(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "scripts/lab/labctl.py"), *args],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_site_converges_is_idempotent_and_networks_behave_as_declared(ansible_env, netlab):

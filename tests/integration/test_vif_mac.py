@@ -184,20 +184,20 @@ def test_role_assigns_fleet_unique_sets_persists_and_is_idempotent(fleet):
     assert fleet.macs()["h3"]["vif6.0"] == after["app01/0"] and len(set(after.values())) == len(after)
 
     # Part of the fleet (--limit): the other hosts' entries stay; pruning is refused, not done partially.
-    rc, out, _ = fleet.run("--limit", "h1,h2", vifs=vifs)
+    rc, out, _err = fleet.run("--limit", "h1,h2", vifs=vifs)
     assert rc == 0, out
     assert fleet.assigned() == after
-    rc, out, _ = fleet.run("--limit", "h1,h2", "-e", "vif_mac_prune=true", vifs=vifs)
+    rc, out, _err = fleet.run("--limit", "h1,h2", "-e", "vif_mac_prune=true", vifs=vifs)
     assert rc != 0 and "vif_mac_prune would drop the registry entries of h3" in out
     assert fleet.assigned() == after
-    rc, out, _ = fleet.run("-e", "vif_mac_prune=true", vifs=vifs)
+    rc, out, _err = fleet.run("-e", "vif_mac_prune=true", vifs=vifs)
     assert rc == 0, out
     assert "web02/0" not in fleet.assigned() and {k: v for k, v in after.items() if k != "web02/0"} == fleet.assigned()
 
 
 @pytest.mark.slow
 def test_role_reports_deliberate_duplicate_and_fails_when_asked(fleet):
-    rc, out, _ = fleet.run()
+    rc, out, _err = fleet.run()
     assert rc == 0, out
     web01 = fleet.assigned()["web01/0"]
     # Someone hand-configures an unmanaged NIC on another host with web01's address.
@@ -210,30 +210,30 @@ def test_role_reports_deliberate_duplicate_and_fails_when_asked(fleet):
             "- NOT resolved") in out
     assert _changed(stats) == 0 and fleet.registry.read_text() == registry_text  # the registry wins
 
-    rc, out, _ = fleet.run("-e", "vif_mac_fail_on_duplicates=true")
+    rc, out, _err = fleet.run("-e", "vif_mac_fail_on_duplicates=true")
     assert rc != 0 and f"vif_mac: {web01} held by more than one NIC" in out
 
 
 @pytest.mark.slow
 def test_role_bad_input_fails_cleanly_hosts_and_registry_unchanged(fleet):
-    rc, out, _ = fleet.run()
+    rc, out, _err = fleet.run()
     assert rc == 0, out
     macs, text = fleet.macs(), fleet.registry.read_text()
 
     bad = dict(fleet.vifs, h2=fleet.vifs["h2"] + [{"vm": "x", "interface": "vif9.0", "mac": "01:16:3e:00:00:01"}])
-    rc, out, _ = fleet.run(vifs=bad)
+    rc, out, _err = fleet.run(vifs=bad)
     assert rc != 0 and "vifs[h2][2].mac: '01:16:3e:00:00:01' is a multicast address" in out
     taken = dict(fleet.vifs, h2=fleet.vifs["h2"] + [{"vm": "x", "mac": fleet.assigned()["db01/0"]}])
-    rc, out, _ = fleet.run(vifs=taken)
+    rc, out, _err = fleet.run(vifs=taken)
     assert rc != 0 and "is already held by 'db01/0'" in out
     twice = dict(fleet.vifs, h3=fleet.vifs["h3"] + [{"vm": "web01", "device": 1}])
-    rc, out, _ = fleet.run(vifs=twice)
+    rc, out, _err = fleet.run(vifs=twice)
     assert rc != 0 and "is declared twice" in out
     assert fleet.macs() == macs and fleet.registry.read_text() == text
 
     # A merge gave two VMs one MAC in the registry: refuse, say which entries, change nothing.
     merged = text.replace(fleet.assigned()["web02/0"], fleet.assigned()["web01/0"])
     fleet.registry.write_text(merged)
-    rc, out, _ = fleet.run()
+    rc, out, _err = fleet.run()
     assert rc != 0 and "a merge or a hand edit gave two VIFs one MAC" in out
     assert fleet.macs() == macs and fleet.registry.read_text() == merged

@@ -50,6 +50,15 @@ def test_bad_input_names_field_and_reason(params, field, words):
     assert err.value.field == field and words in err.value.message
 
 
+def test_static_interface_is_a_real_error_when_the_spec_has_no_address():
+    """The apply and verify steps ask for the static address this way; an assert there vanished under -O."""
+    assert str(HostIpSpec.from_params({**BASE, "bootproto": "static", "address": "10.0.0.5/24"})
+               .static_interface()) == "10.0.0.5/24"
+    with pytest.raises(ValidationError) as err:
+        HostIpSpec(bridge="xenbr0", uplink="eth0", bootproto="static").static_interface()
+    assert err.value.field == "address" and "required with bootproto: static" in err.value.message
+
+
 def _reply(kind: int, xid: int, mac: str, yiaddr: str) -> bytes:
     chaddr = bytes(int(p, 16) for p in mac.split(":")) + b"\x00" * 10
     header = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 2, 1, 6, 0, xid, 0, 0, b"\0" * 4,

@@ -225,8 +225,8 @@ def test_plan_assigns_unique_and_second_run_changes_nothing():
 
 def test_plan_avoids_macs_seen_anywhere_and_reports_duplicates():
     squat = M.choose("web01/0")
-    seen = {"h1": [{"interface": "eth0", "mac": squat}], "h2": [{"interface": "eth3", "mac": squat},
-                                                               {"interface": "eth4", "mac": "52:54:00:00:00:07"}],
+    seen = {"h1": [{"interface": "eth0", "mac": squat}],
+            "h2": [{"interface": "eth3", "mac": squat}, {"interface": "eth4", "mac": "52:54:00:00:00:07"}],
             "h3": [{"interface": "eth0", "mac": "52:54:00:00:00:07"}]}
     plan = M.plan_fleet(None, {"h1": [{"vm": "web01"}]}, seen)
     assert plan["registry"]["web01/0"] == _nth("web01/0", 1)

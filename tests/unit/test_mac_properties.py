@@ -49,7 +49,7 @@ def test_100k_vifs_fleet_unique_in_xen_range(vm_prefix, extra, seen_seed, seen_c
     """100,000 VIFs (+ a few) over 1,000 hosts, with thousands of MACs already seen in use."""
     count = FLEET + extra
     rnd = random.Random(seen_seed)
-    seen_macs = {M.int_to_mac(M.XEN_RANGE.base | rnd.getrandbits(24)) for _ in range(seen_count)}
+    seen_macs = {M.int_to_mac(M.XEN_RANGE.base | rnd.getrandbits(24)) for _mac in range(seen_count)}
     seen = {"h0": [{"interface": f"eth{i}", "mac": m} for i, m in enumerate(sorted(seen_macs))]}
     plan = M.plan_fleet(None, _fleet(vm_prefix, count), seen)
     macs = list(plan["registry"].values())
@@ -100,7 +100,7 @@ def test_stability_when_vifs_are_added_and_removed(keys, data):
     registry = None
     history: dict[str, str] = {}
     live = set(data.draw(st.sets(st.sampled_from(keys))))
-    for _ in range(data.draw(st.integers(1, 4))):
+    for _round in range(data.draw(st.integers(1, 4))):
         plan = M.plan_fleet(registry, {"h": [{"vm": k} for k in sorted(live)]}, {},
                             prune=data.draw(st.booleans()))
         after = plan["registry"]

@@ -27,13 +27,13 @@ CASES: dict[str, dict] = {
              "mtu": 1500, "mac": "02:00:00:77:00:50", "bootproto": "dhcp", "ip": None, "prefix": None,
              "netmask": None, "gateway": None, "dns": [], "dns_search": []},
     "static": {"bridge": "xenbr0", "uplink": "eth0", "datapath": "kernel",
-             "onboot": True, "stp": False, "forward_delay": 0,
+               "onboot": True, "stp": False, "forward_delay": 0,
                "mtu": 1500, "mac": "02:00:00:77:00:50", "bootproto": "static", "ip": "172.16.0.102",
                "prefix": 16, "netmask": "255.255.0.0", "gateway": "172.16.0.1",
                "dns": ["68.94.156.1", "68.94.157.1"], "dns_search": []},
     # What the integration test's lab host gets (tests/integration/test_bridge_role.py).
     "lab_static": {"bridge": "xenbr0", "uplink": "eth0", "datapath": "kernel",
-             "onboot": True, "stp": False, "forward_delay": 0,
+                   "onboot": True, "stp": False, "forward_delay": 0,
                    "mtu": 1500, "mac": "02:00:00:77:00:50", "bootproto": "static", "ip": "10.77.0.50",
                    "prefix": 24, "netmask": "255.255.255.0", "gateway": "10.77.0.1", "dns": ["10.77.0.1"],
                    "dns_search": ["lab.example"]},
@@ -87,7 +87,7 @@ def parse_ifcfg(text: str) -> dict[str, str]:
     for line in text.splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        key, _, raw = line.partition("=")
+        key, _eq, raw = line.partition("=")
         assert re.fullmatch(r"[A-Z][A-Z0-9_]*", key), f"not a shell variable assignment: {line!r}"
         words = shlex.split(raw)
         assert len(words) <= 1, f"unquoted spaces in {line!r}"

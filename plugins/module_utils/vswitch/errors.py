@@ -73,4 +73,3 @@ def error_from_dict(data: dict[str, Any]) -> VswitchError:
     """Rebuild an error sent over the daemon's control socket."""
     cls = ERROR_KINDS.get(str(data.get("kind")), VswitchError)
     return cls(str(data.get("field", "")), data.get("value"), str(data.get("reason", "failed")))
-

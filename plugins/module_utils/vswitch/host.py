@@ -86,4 +86,3 @@ def _runs_by_datapath(changes: Sequence[Change]) -> list[list[Change]]:
 def converge(host: Host, changes: Sequence[Change], before: HostState, check_mode: bool) -> None:
     if changes and not check_mode:
         host.apply(changes, before)
-

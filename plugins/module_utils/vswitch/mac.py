@@ -210,7 +210,7 @@ def first_free(key: str, rng: MacRange, taken: set[int]) -> int:
     if candidate not in taken:  # the common case: no loop, no bookkeeping
         return candidate
     suffix = start
-    for _ in range(rng.size - 1):
+    for _step in range(rng.size - 1):
         suffix = (suffix + step) & mask
         candidate = base | suffix
         if candidate not in taken:
@@ -436,7 +436,7 @@ def _declared(declared: Mapping[str, Sequence[Any]], rng: MacRange) -> list[_Dec
             if bridge is not None:
                 bridge = name(f"vifs[{host}][{index}].bridge", bridge)
             if vm is not None:
-                vm, _, number = key.rpartition("/")
+                vm, _slash, number = key.rpartition("/")
                 device = int(number)
             out.append(_Declared(key, host, index, vm, device, interface, bridge, pin))
     return out

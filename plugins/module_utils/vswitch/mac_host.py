@@ -133,7 +133,7 @@ def run(params: Mapping[str, Any], context: Any, links: Optional[Links] = None) 
         raise ValidationError("vm", None, "is required: name the VIF by 'vm' (and 'device'), by 'interface', "
                                           "or give many in 'vifs' (or set 'gather' to only list MACs in use)")
     enforce = bool(params.get("set_interface", True))
-    needs_links = params.get("gather") or (enforce and any(e["interface"] for _, e in entries))
+    needs_links = params.get("gather") or (enforce and any(e["interface"] for _key, e in entries))
     links = links if links is not None else (NetlinkLinks() if needs_links else None)
     state = links.read() if needs_links and links is not None else []
     current = {link["interface"]: link.get("mac") for link in state}

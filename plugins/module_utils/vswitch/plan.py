@@ -95,9 +95,9 @@ def plan_bridge_absent(name: str, state: HostState) -> list[Change]:
         return []
     children = vlan_networks_of(state, name)
     if children:
-        raise ConflictError("name", name, "still carries the VLAN networks " + ", ".join(
-            f"'{child.name}' (VLAN {child.tag})" for child in children) + "; remove them first (vswitch_vlan "
-                                                                           "state: absent)")
+        carried = ", ".join(f"'{child.name}' (VLAN {child.tag})" for child in children)
+        raise ConflictError("name", name, f"still carries the VLAN networks {carried}; remove them first "
+                                          "(vswitch_vlan state: absent)")
     return [Change("del_bridge", name, current.datapath, {"ports": list(current.ports)})]
 
 

@@ -200,7 +200,7 @@ def _messages(data: bytes):
 
 NLM_F_ACK = 0x4
 IFF_UP, IFF_PROMISC = 0x1, 0x100
-_SETLINK = struct.Struct("=IHHII" "BxHiII" "HHI")   # nlmsghdr, ifinfomsg, IFLA_MASTER
+_SETLINK = struct.Struct("=IHHII BxHiII HHI")   # nlmsghdr, ifinfomsg, IFLA_MASTER
 
 
 def setlink_master(index: int, master: int, up: bool) -> bytes:

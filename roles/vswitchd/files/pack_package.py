@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) 2026, openvif developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Pack a Python package directory into a reproducible tar (run on the controller by the role).

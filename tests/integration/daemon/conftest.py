@@ -22,4 +22,3 @@ def vswitchd(netlab, tmp_path):
     finally:
         for daemon in daemons:
             daemon.stop()
-

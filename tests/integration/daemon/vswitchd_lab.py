@@ -88,7 +88,6 @@ def ch(op: str, target: str, **args) -> dict:
     return {"op": op, "target": target, "datapath": "userspace", "args": args}
 
 
-
 class Capture:
     """A raw-socket capture on ``iface`` in ``ns`` for ``seconds`` (tags restored from aux data)."""
 

@@ -30,7 +30,7 @@ def open_sock(iface: str) -> socket.socket:
 def send(iface: str, frame_hex: str, count: int = 1) -> None:
     sock = open_sock(iface)
     frame = bytes.fromhex(frame_hex)
-    for _ in range(count):
+    for _frame in range(count):
         sock.send(frame)
 
 

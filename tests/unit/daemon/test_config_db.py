@@ -68,8 +68,8 @@ def test_del_bridge_removes_its_ports_and_the_state_passes_through_intermediate_
     # Access -> trunk in one set_port would be invalid midway only if checked per change: it is not.
     cfg2 = apply_changes(cfg, [ch("set_port", "vif1.0", vlan=None), ch("set_port", "vif1.0", trunks=[10, 20])])
     assert cfg2.ports["vif1.0"]["trunks"] == [10, 20]
-    assert apply_changes(cfg, [ch("del_bridge", "xenbr0", ports=["vif1.0"])]).to_json() == {"bridges": {},
-                                                                                               "ports": {}}
+    emptied = apply_changes(cfg, [ch("del_bridge", "xenbr0", ports=["vif1.0"])])
+    assert emptied.to_json() == {"bridges": {}, "ports": {}}
 
 
 def test_the_planners_changes_apply_and_their_inverse_restores():

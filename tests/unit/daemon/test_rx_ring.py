@@ -6,7 +6,7 @@ import mmap
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.daemon import ports
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.daemon.datapath import Port
 
-FRAME = bytes.fromhex("ffffffffffff" "00163e000001" "0800") + bytes(50)
+FRAME = bytes.fromhex("ffffffffffff 00163e000001 0800") + bytes(50)
 
 
 class Recorder:

@@ -123,7 +123,7 @@ def test_hostile_clients_never_crash_or_wedge_the_daemon(daemon):
     raw(path, b'{"jsonrpc": "2.0", "id": 1, "meth', read=False)
     big = raw(path, b"x" * (17 * 1024 * 1024))
     assert b"too large" in big
-    idle = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(MAX_CONNECTIONS)]
+    idle = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _conn in range(MAX_CONNECTIONS)]
     try:
         for s in idle:
             s.connect(path)

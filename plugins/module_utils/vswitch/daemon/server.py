@@ -136,7 +136,7 @@ class ControlServer:
     def _accept(self, events: int, now: float) -> None:
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn, _peer = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as err:   # EMFILE and friends: try again on the next wake-up
@@ -180,7 +180,7 @@ class ControlServer:
             self._close(conn)
 
     def _read(self, conn: _Conn) -> None:
-        for _ in range(64):
+        for _read in range(64):
             try:
                 data = conn.sock.recv(1 << 20)
             except (BlockingIOError, InterruptedError):
@@ -293,7 +293,7 @@ def vlog_set(spec: Any) -> dict[str, str]:
     """``LEVEL`` (every module) or ``MODULE:LEVEL``, like ovs-appctl vlog/set."""
     if not isinstance(spec, str) or not spec:
         raise ValidationError("spec", spec, "must be LEVEL or MODULE:LEVEL, e.g. 'debug' or 'ports:info'")
-    module, _, level = spec.rpartition(":")
+    module, _colon, level = spec.rpartition(":")
     if level.lower() not in LOG_LEVELS:
         raise ValidationError("spec", spec, f"names an unknown level {level!r} (one of "
                                             f"{', '.join(sorted(set(LOG_LEVELS)))})")

@@ -69,7 +69,7 @@ class Switch:
             internal = RunPort(name, "internal")
             try:
                 internal.io = netdev.TapIO(name, internal.port, mtu=settings["mtu"],
-                                          mac=settings["mac"] or stable_mac(name))
+                                           mac=settings["mac"] or stable_mac(name))
             except VswitchError as err:
                 internal.status = err.message
                 log.error("bridge %s: internal port not restored: %s", name, err.message)
@@ -181,13 +181,13 @@ class Switch:
         run.port.configure(vlan=self._vlan_of(name))
         if run.io is not None:
             self.bridges[name].attach(run.port)
-            self._register(run.io.fileno(), self._handler(run))
+            self._register(run.io.fileno(), self._handler(run, run.io))
 
     def _commit_port(self, name: str, run: RunPort, spec: dict[str, Any]) -> None:
         self.ports[name] = run
         self._configure(run, spec)
         if run.io is not None:
-            self._register(run.io.fileno(), self._handler(run))
+            self._register(run.io.fileno(), self._handler(run, run.io))
 
     def _configure(self, run: RunPort, spec: dict[str, Any]) -> None:
         tag = self._vlan_of(spec["bridge"])
@@ -203,9 +203,8 @@ class Switch:
         else:
             bridge.attach(run.port)
 
-    def _handler(self, run: RunPort) -> Callable[[int, float], None]:
-        io = run.io
-        assert io is not None
+    def _handler(self, run: RunPort, io: netdev.TapIO | netdev.PacketIO) -> Callable[[int, float], None]:
+        # ``io`` is passed by callers that checked ``run.io`` is open, so the handler needs no check of its own.
 
         def handle(events: int, now: float) -> None:
             if events & 0x18 and not io.healthy():   # EPOLLERR | EPOLLHUP

@@ -130,7 +130,7 @@ class _Channel:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            ready, _, _ = select.select([self.sock], [], [], left)
+            ready = select.select([self.sock], [], [], left)[0]
             if not ready:
                 return None
             packet = self.sock.recv(4096)

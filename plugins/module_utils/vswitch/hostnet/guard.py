@@ -194,7 +194,7 @@ def _supervise(journal: Journal) -> None:
         if phase in ("verified", "failed") or phase in FINAL:
             break
         if not exited:
-            done, _ = os.waitpid(applier, os.WNOHANG)
+            done, _status = os.waitpid(applier, os.WNOHANG)
             exited = done == applier
         if exited:
             data = journal.read() or {}

@@ -38,7 +38,7 @@ def arp_probe(ifname: str, mac: str, source_ip: str, target_ip: str, timeout: fl
             if now >= next_send:
                 sock.send(frame)
                 next_send = now + 0.5
-            ready, _, _ = select.select([sock], [], [], min(deadline, next_send) - now)
+            ready = select.select([sock], [], [], min(deadline, next_send) - now)[0]
             if not ready:
                 continue
             data = sock.recv(2048)
@@ -82,13 +82,13 @@ def ping(target_ip: str, timeout: float, interval: float = 0.5) -> bool:
                 except OSError:
                     pass  # no route yet: try again next interval
                 next_send = now + interval
-            ready, _, _ = select.select([sock], [], [], max(0.0, min(deadline, next_send) - now))
+            ready = select.select([sock], [], [], max(0.0, min(deadline, next_send) - now))[0]
             if not ready:
                 continue
-            data, (source, _) = sock.recvfrom(2048)
+            data, (source, _port) = sock.recvfrom(2048)
             ihl = (data[0] & 0x0F) * 4
             if source == target_ip and len(data) >= ihl + 8:
-                kind, _, _, rid, _ = struct.unpack("!BBHHH", data[ihl:ihl + 8])
+                kind, _icmp_code, _icmp_sum, rid, _icmp_seq = struct.unpack("!BBHHH", data[ihl:ihl + 8])
                 if kind == 0 and rid == ident:
                     return True
     finally:

@@ -11,6 +11,7 @@ from ..errors import ValidationError
 from ..settings import BRIDGE, check_bridge_rules
 
 BOOTPROTOS = ("dhcp", "static")
+STATIC_NEEDS_ADDRESS = "is required with bootproto: static"
 DATAPATHS = ("kernel", "userspace")
 
 
@@ -84,7 +85,7 @@ class HostIpSpec:
         address = gateway = None
         if bootproto == "static":
             if params.get("address") is None:
-                raise ValidationError("address", None, "is required with bootproto: static")
+                raise ValidationError("address", None, STATIC_NEEDS_ADDRESS)
             iface = _interface_address("address", params.get("address"), params.get("netmask"))
             address = str(iface)
             if params.get("gateway") is not None:
@@ -128,6 +129,14 @@ class HostIpSpec:
     @property
     def interface(self) -> Optional[ipaddress.IPv4Interface]:
         return ipaddress.IPv4Interface(self.address) if self.address else None
+
+    def static_interface(self) -> ipaddress.IPv4Interface:
+        """The static address, for the steps that apply or verify one; a spec built without one is refused
+        here (a real error: an assert would vanish under ``python -O``)."""
+        iface = self.interface
+        if iface is None:
+            raise ValidationError("address", self.address, STATIC_NEEDS_ADDRESS)
+        return iface
 
     def addressing(self) -> dict[str, Any]:
         """The normalised addressing, in every notation the persistent formats need."""

@@ -37,8 +37,7 @@ def in_desired_state(ipr, spec: HostIpSpec, resolv_conf: str) -> tuple[bool, lis
         diffs.append(f"{spec.bridge} does not carry {spec.uplink}'s MAC")
     have = [(a["address"], a["prefixlen"]) for a in bridge["addresses"]]
     if spec.bootproto == "static":
-        iface = spec.interface
-        assert iface is not None
+        iface = spec.static_interface()
         if have != [(str(iface.ip), iface.network.prefixlen)]:
             diffs.append(f"{spec.bridge} addresses are {have}, not [{spec.address}]")
         if spec.gateway:
@@ -90,8 +89,7 @@ def apply(ipr, spec: HostIpSpec, snap: dict[str, Any], hold: Optional[Callable[[
     mac = netops.read_link(ipr, spec.bridge)["mac"]
     lease: Optional[dhcp.Lease] = None
     if spec.bootproto == "static":
-        iface = spec.interface
-        assert iface is not None
+        iface = spec.static_interface()
         netops.set_addresses(ipr, bridge_index, [{"address": str(iface.ip), "prefixlen": iface.network.prefixlen}])
         own_ip, gateway = str(iface.ip), spec.gateway
         proto = RTPROT_STATIC
@@ -102,8 +100,8 @@ def apply(ipr, spec: HostIpSpec, snap: dict[str, Any], hold: Optional[Callable[[
         except dhcp.DhcpTimeout as err:
             raise VerifyError("bootproto", "dhcp", f"got no lease: {err}") from None
         netops.set_addresses(ipr, bridge_index, [{"address": lease.address, "prefixlen": lease.prefixlen,
-                                                 "valid_lft": lease.lease_time,
-                                                 "preferred_lft": lease.lease_time}])
+                                                  "valid_lft": lease.lease_time,
+                                                  "preferred_lft": lease.lease_time}])
         own_ip, gateway = lease.address, (lease.routers[0] if lease.routers else None)
         proto = RTPROT_DHCP
     network = ipaddress.IPv4Network(f"{own_ip}/{netops.read_addresses(ipr, bridge_index)[0]['prefixlen']}",
