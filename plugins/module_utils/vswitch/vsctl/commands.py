@@ -180,7 +180,7 @@ def _assignment(table_name: str, text: str) -> tuple[tables.Column, Optional[str
     target, sep, value = text.partition("=")
     if not sep:
         raise VsctlError(f"{text}: argument does not end in \"=\" followed by a value")
-    name, _, key = target.partition(":")
+    name, _colon, key = target.partition(":")
     col = tables.column(table_name, name)
     if key and col.kind != "map":
         raise VsctlError(f"cannot specify key to set for non-map column {col.name}")
@@ -217,7 +217,7 @@ def db_get(ctx: Context, cmd: Command, _opts: dict[str, Any]) -> Optional[str]:
         return None
     out = []
     for item in cmd.args[2:]:
-        name, _, key = item.partition(":")
+        name, _colon, key = item.partition(":")
         col = tables.column(table_name, name)
         value = row[col.name]
         if key:
