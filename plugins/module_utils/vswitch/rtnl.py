@@ -1,10 +1,17 @@
-"""A lean rtnetlink link dump: only the attributes the model uses, decoded with struct.
+"""Lean rtnetlink: a link and bridge-VLAN dump reader, and the few requests encoded by hand (stdlib only).
 
 pyroute2 decodes every attribute of every link in Python (about 0.8 ms per link
 here), which made each module run on a 1,000-port host spend a second just
 reading. Reads are the hot path of every run, no-change runs included, so they
-get this small decoder; changes still go through pyroute2. Stdlib only, so
-vswitchd can use it too.
+get this small decoder. Who uses what:
+
+- the kernel backend (``kernel.py``): ``dump_links`` and ``dump_port_vlans`` for every read, and
+  ``setlink_master`` + ``send_batch`` to pipeline many port attaches; its other changes go through
+  pyroute2;
+- ``settings.py``: the ``IFLA_BR_*`` numbers of the settings the kernel realises;
+- the bridge role's host-IP move (``hostnet/netops.py``): the ``IFF_*`` flags;
+- vswitchd (``daemon/ports.py``, which has no pyroute2): ``IFF_UP``, and
+  ``setlink_addr_gen_mode_none`` + ``send_batch`` to keep IPv6 off a VM's TAP.
 """
 from __future__ import annotations
 
@@ -208,6 +215,23 @@ def setlink_master(index: int, master: int, up: bool) -> bytes:
     flags = IFF_UP if up else 0
     return _SETLINK.pack(_SETLINK.size, RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, 0, 0,
                          socket.AF_UNSPEC, 0, index, flags, flags, 8, IFLA_MASTER, master)
+
+
+RTM_SETLINK = 19
+IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE, NLA_F_NESTED = 8, 1, 0x8000
+_NLA_U8 = struct.Struct("=HHB3x")
+
+
+def setlink_addr_gen_mode_none(index: int) -> bytes:
+    """RTM_SETLINK ``index``: IFLA_AF_SPEC { AF_INET6 { IFLA_INET6_ADDR_GEN_MODE = none } }.
+
+    No link-local address is generated, so the host's IPv6 stack has nothing to announce on the link.
+    """
+    mode = _NLA_U8.pack(_NLA_U8.size - 3, IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE)
+    inet6 = _NLA.pack(_NLA.size + len(mode), socket.AF_INET6 | NLA_F_NESTED) + mode
+    spec = _NLA.pack(_NLA.size + len(inet6), IFLA_AF_SPEC | NLA_F_NESTED) + inet6
+    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + spec
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, 0, 0) + body
 
 
 def send_batch(messages: list[bytes], netns: Optional[str] = None) -> list[int]:

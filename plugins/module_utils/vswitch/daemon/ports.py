@@ -17,17 +17,20 @@ import struct
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from io import FileIO
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import BackendError, ConflictError, NotFoundError
+from ..rtnl import IFF_UP, send_batch, setlink_addr_gen_mode_none
 from .datapath import MAX_FRAME, TPID_8021AD, VNET, Port
+
+if TYPE_CHECKING:   # for hints only: loop.py imports this module (the loop owns the queues and the closer)
+    from .loop import EventLoop
 
 log = logging.getLogger("vswitchd.ports")
 
 SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914
 SIOCGIFMTU, SIOCSIFMTU = 0x8921, 0x8922
 SIOCSIFHWADDR, SIOCGIFHWADDR = 0x8924, 0x8927
-IFF_UP = 0x1
 ARPHRD_ETHER = 1
 TUNSETIFF, TUNSETOFFLOAD, TUNSETPERSIST = 0x400454CA, 0x400454D0, 0x400454CB
 IFF_TAP, IFF_NO_PI, IFF_VNET_HDR = 0x0002, 0x1000, 0x4000
@@ -69,21 +72,8 @@ TX_KICK = 64
 TP_STATUS_AVAILABLE, TP_STATUS_SEND_REQUEST, TP_STATUS_WRONG_FORMAT = 0, 1, 4
 _LEN = struct.Struct("I")
 
-# Ports with frames queued in their transmit ring; the event loop flushes them after each batch.
-dirty: list[PacketIO] = []
-# Receive rings whose wake-up ended at RX_BUDGET with frames still waiting: the event loop serves
-# them again before it polls. A packet socket reads as ready only while the slot just before the
-# kernel's write head is ours, so after a slot the kernel claimed and then dropped (left as its own)
-# a full ring may never read as ready again: waiting for epoll alone can stall a port for good.
-backlog: set[PacketIO] = set()
 # Byte -> 1 if it holds TP_STATUS_USER (bit 0 of a slot's little-endian status word), else 0.
 _USER_BIT = bytes(b & 1 for b in range(256))
-
-
-def flush_dirty() -> None:
-    for io in dirty:
-        io.flush()
-    dirty.clear()
 
 _ioctl_sock: Optional[socket.socket] = None
 
@@ -151,7 +141,7 @@ def _frame_error(port: Port) -> None:
         log.exception("port %s: error forwarding a frame (%d so far)", port.name, _frame_errors)
 
 
-class _Closer:
+class TapCloser:
     """Closes TAP file descriptors on worker threads.
 
     Closing a TAP unregisters its netdev, and the kernel waits for an RCU grace period
@@ -192,9 +182,6 @@ class _Closer:
             self._pool = None
 
 
-closer = _Closer()
-
-
 def _no_ipv6(name: str) -> None:
     """Keep the host's IPv6 stack quiet on a VM's TAP.
 
@@ -214,28 +201,12 @@ def _no_ipv6(name: str) -> None:
         pass   # no IPv6 on this host: nothing to silence
 
 
-RTM_SETLINK, NLM_F_REQUEST, NLM_F_ACK, NLMSG_ERROR = 19, 0x1, 0x4, 0x2
-IFLA_AF_SPEC, IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE, NLA_F_NESTED = 26, 8, 1, 0x8000
-
-
 def _addr_gen_mode_none(index: int) -> bool:
-    """RTM_SETLINK ifindex: IFLA_AF_SPEC { AF_INET6 { IFLA_INET6_ADDR_GEN_MODE = none } }; True if acked."""
-    mode = struct.pack("HHB3x", 5, IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE)
-    inet6 = struct.pack("HH", 4 + len(mode), socket.AF_INET6 | NLA_F_NESTED) + mode
-    spec = struct.pack("HH", 4 + len(inet6), IFLA_AF_SPEC | NLA_F_NESTED) + inet6
-    body = struct.pack("BxHiII", socket.AF_UNSPEC, 0, index, 0, 0) + spec
-    message = struct.pack("IHHII", 16 + len(body), RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, 1, 0) + body
+    """True if the kernel acknowledged addr_gen_mode none on link ``index``."""
     try:
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as nl:
-            nl.settimeout(2)
-            nl.send(message)
-            reply = nl.recv(4096)
+        return send_batch([setlink_addr_gen_mode_none(index)]) == [0]
     except OSError:
         return False
-    if len(reply) < 20:
-        return False
-    _length, kind = struct.unpack_from("IH", reply)
-    return kind == NLMSG_ERROR and struct.unpack_from("i", reply, 16)[0] == 0
 
 
 class TapIO:
@@ -249,9 +220,10 @@ class TapIO:
 
     kind = "tap"
 
-    def __init__(self, name: str, port: Port, *, mtu: Optional[int] = None, mac: Optional[str] = None,
-                 host_stack: bool = True) -> None:
-        closer.wait_for(name)
+    def __init__(self, name: str, port: Port, loop: EventLoop, *, mtu: Optional[int] = None,
+                 mac: Optional[str] = None, host_stack: bool = True) -> None:
+        self.closer = loop.closer
+        self.closer.wait_for(name)
         self.adopted = bool(ifindex(name))
         self.name = name
         self.port = port
@@ -336,7 +308,7 @@ class TapIO:
                     fcntl.ioctl(self.fd, TUNSETPERSIST, 0)
                 except OSError as err:
                     log.warning("port %s: could not clear TUNSETPERSIST: %s", self.name, err)
-                closer.close(self.name, self.fd)
+                self.closer.close(self.name, self.fd)
             self.fd = -1
 
 
@@ -345,7 +317,7 @@ class PacketIO:
 
     kind = "system"
 
-    def __init__(self, name: str, port: Port) -> None:
+    def __init__(self, name: str, port: Port, loop: EventLoop) -> None:
         index = ifindex(name)
         if not index:
             raise NotFoundError("name", name, "does not exist on this host; a system port must be an existing "
@@ -406,6 +378,8 @@ class PacketIO:
         self.tx_slot = 0
         self.tx_queued = 0
         self.ifindex = index
+        self.dirty = loop.dirty
+        self.backlog = loop.backlog
         port.send = self.send
 
     def fileno(self) -> int:
@@ -444,7 +418,7 @@ class PacketIO:
         port.tx_bytes += n - VNET
         self.tx_queued += 1
         if self.tx_queued == 1:
-            dirty.append(self)
+            self.dirty.append(self)
         elif self.tx_queued >= TX_KICK:
             self.flush()
 
@@ -493,7 +467,7 @@ class PacketIO:
             release(ring, off, TP_STATUS_KERNEL)
             slot = slot + 1 if slot + 1 < RING_FRAMES else 0
         else:
-            backlog.add(self)   # budget spent with frames left: come back before the next poll
+            self.backlog.add(self)   # budget spent with frames left: come back before the next poll
         self.slot = slot
 
     def resync(self) -> bool:
@@ -548,16 +522,16 @@ class PacketIO:
 
     def close(self, keep: bool = False) -> None:
         if self.sock.fileno() >= 0:
-            if self in dirty:
-                dirty.remove(self)
+            if self in self.dirty:
+                self.dirty.remove(self)
             self.mv.release()
             self.ring.close()
             self.sock.close()
             self.direct.close()
 
 
-def open_io(name: str, kind: str, port: Port, *, mtu: Optional[int] = None, mac: Optional[str] = None
-            ) -> TapIO | PacketIO:
+def open_io(name: str, kind: str, port: Port, loop: EventLoop, *, mtu: Optional[int] = None,
+            mac: Optional[str] = None) -> TapIO | PacketIO:
     if kind == "system":
-        return PacketIO(name, port)
-    return TapIO(name, port, mtu=mtu, mac=mac, host_stack=kind == "internal")
+        return PacketIO(name, port, loop)
+    return TapIO(name, port, loop, mtu=mtu, mac=mac, host_stack=kind == "internal")

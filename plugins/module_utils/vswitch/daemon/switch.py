@@ -20,15 +20,14 @@ from .config import Config, apply_changes
 from .datapath import Bridge, Port
 from .db import StateFile
 from .fdb import DEFAULT_LIMIT, mac_bytes
+from .loop import HANGUP, EventLoop
 
 log = logging.getLogger("vswitchd.switch")
 
-Register = Callable[[int, Callable[[int, float], None]], None]
-Unregister = Callable[[int], None]
 RETRY_INTERVAL = 5.0
 
 
-def _parents_first(bridges: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+def parents_first(bridges: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """Bridges with VLAN networks after the bridges they ride on (the state file sorts by name)."""
     return sorted(bridges.items(), key=lambda item: item[1].get("parent") is not None)
 
@@ -47,16 +46,14 @@ class RunPort:
 
 
 class Switch:
-    def __init__(self, db: StateFile, fdb_limit: int = DEFAULT_LIMIT,
-                 register: Optional[Register] = None, unregister: Optional[Unregister] = None) -> None:
+    def __init__(self, db: StateFile, fdb_limit: int = DEFAULT_LIMIT, loop: Optional[EventLoop] = None) -> None:
         self.db = db
         self.fdb_limit = fdb_limit
         self.config = Config()
         self.bridges: dict[str, Bridge] = {}
         self.internal: dict[str, RunPort] = {}
         self.ports: dict[str, RunPort] = {}
-        self._register = register or (lambda fd, handler: None)
-        self._unregister = unregister or (lambda fd: None)
+        self.loop = loop or EventLoop()
         self._last_retry = 0.0
 
     # -- start-up ---------------------------------------------------------------------------------
@@ -64,11 +61,11 @@ class Switch:
         """Bring back every bridge and port of the state file; devices that fail are retried later."""
         config = self.db.load()
         self.config = config
-        for name, settings in _parents_first(config.bridges):
+        for name, settings in parents_first(config.bridges):
             self._new_bridge(name, settings)
             internal = RunPort(name, "internal")
             try:
-                internal.io = netdev.TapIO(name, internal.port, mtu=settings["mtu"],
+                internal.io = netdev.TapIO(name, internal.port, self.loop, mtu=settings["mtu"],
                                           mac=settings["mac"] or stable_mac(name))
             except VswitchError as err:
                 internal.status = err.message
@@ -77,7 +74,8 @@ class Switch:
         for name, spec in config.ports.items():
             run = RunPort(name, spec["type"])
             try:
-                run.io = netdev.open_io(name, spec["type"], run.port, mtu=config.bridges[spec["bridge"]]["mtu"])
+                run.io = netdev.open_io(name, spec["type"], run.port, self.loop,
+                                        mtu=config.bridges[spec["bridge"]]["mtu"])
             except VswitchError as err:
                 run.status = err.message
                 log.error("port %s not restored (will retry): %s", name, err.message)
@@ -95,7 +93,7 @@ class Switch:
             for name, settings in new.bridges.items():
                 if name not in old.bridges:
                     run = RunPort(name, "internal")
-                    run.io = netdev.TapIO(name, run.port, mtu=settings["mtu"],
+                    run.io = netdev.TapIO(name, run.port, self.loop, mtu=settings["mtu"],
                                           mac=settings["mac"] or stable_mac(name))
                     internals[name] = run
                 else:
@@ -108,7 +106,8 @@ class Switch:
                                         "first, then add it with the new type")
                 if before is None:
                     run = RunPort(name, spec["type"])
-                    run.io = netdev.open_io(name, spec["type"], run.port, mtu=new.bridges[spec["bridge"]]["mtu"])
+                    run.io = netdev.open_io(name, spec["type"], run.port, self.loop,
+                                            mtu=new.bridges[spec["bridge"]]["mtu"])
                     created[name] = run
             if new != old:
                 self.db.save(new)
@@ -146,7 +145,7 @@ class Switch:
             self._drop_port(name)
         for name in [b for b in old.bridges if b not in new.bridges]:
             self._drop_bridge(name)
-        for name, settings in _parents_first(new.bridges):
+        for name, settings in parents_first(new.bridges):
             if name in internals:
                 self._new_bridge(name, settings)
                 self._commit_internal(name, internals[name])
@@ -181,13 +180,13 @@ class Switch:
         run.port.configure(vlan=self._vlan_of(name))
         if run.io is not None:
             self.bridges[name].attach(run.port)
-            self._register(run.io.fileno(), self._handler(run))
+            self.loop.register(run.io.fileno(), self._handler(run))
 
     def _commit_port(self, name: str, run: RunPort, spec: dict[str, Any]) -> None:
         self.ports[name] = run
         self._configure(run, spec)
         if run.io is not None:
-            self._register(run.io.fileno(), self._handler(run))
+            self.loop.register(run.io.fileno(), self._handler(run))
 
     def _configure(self, run: RunPort, spec: dict[str, Any]) -> None:
         tag = self._vlan_of(spec["bridge"])
@@ -208,7 +207,7 @@ class Switch:
         assert io is not None
 
         def handle(events: int, now: float) -> None:
-            if events & 0x18 and not io.healthy():   # EPOLLERR | EPOLLHUP
+            if events & HANGUP and not io.healthy():
                 self._lost(run, "device removed")
                 return
             io.receive(now)
@@ -226,12 +225,12 @@ class Switch:
             run.port.bridge.detach(run.port)
         if run.io is not None:
             try:
-                self._unregister(run.io.fileno())
+                self.loop.unregister(run.io.fileno())
             except (OSError, ValueError):
                 pass
             run.io.close(keep=keep)
             run.io = None
-            run.port.send = run.port._no_io
+            run.port.send = run.port.no_io
 
     def _drop_port(self, name: str, keep: bool = False) -> None:
         run = self.ports.pop(name)
@@ -259,7 +258,7 @@ class Switch:
             if run.io is None:
                 spec = self.config.ports[name]
                 try:
-                    run.io = netdev.open_io(name, spec["type"], run.port,
+                    run.io = netdev.open_io(name, spec["type"], run.port, self.loop,
                                             mtu=self.config.bridges[spec["bridge"]]["mtu"])
                 except VswitchError as err:
                     run.status = err.message
@@ -274,7 +273,7 @@ class Switch:
             self._drop_port(name, keep=True)
         for name in list(self.internal):
             self._drop_bridge(name, keep=True)
-        netdev.closer.drain()
+        self.loop.closer.drain()
 
     # -- reporting --------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
