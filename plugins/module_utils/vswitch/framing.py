@@ -43,6 +43,7 @@ class LineBuffer:
 
     def __init__(self, limit: Optional[int] = None) -> None:
         self.data = bytearray()
+        self.start = 0            # where the next line begins: popping a line moves this, not the bytes
         self.limit = limit
         self.discarding = False   # skipping the rest of an oversized line, up to its newline
 
@@ -54,6 +55,9 @@ class LineBuffer:
                 return False
             self.discarding = False
             chunk = chunk[end + 1:]
+        if self.start:
+            del self.data[:self.start]   # one move per chunk read, however many lines it held
+            self.start = 0
         self.data += chunk
         if self.limit is not None and len(self.data) > self.limit and b"\n" not in self.data:
             self.data.clear()
@@ -63,23 +67,27 @@ class LineBuffer:
 
     def pop(self) -> Optional[bytes]:
         """The next complete line without its newline, or None when there is none yet."""
-        end = self.data.find(b"\n")
+        end = self.data.find(b"\n", self.start)
         if end < 0:
             return None
-        line = bytes(self.data[:end])
-        del self.data[:end + 1]
+        line = bytes(self.data[self.start:end])
+        self.start = end + 1
         return line
 
     def rest(self) -> bytes:
         """What remains after the last newline (a last line the peer ended by hanging up)."""
-        line = bytes(self.data)
-        self.data.clear()
-        self.discarding = False
+        line = bytes(self.data[self.start:])
+        self.clear()
         return line
 
     def has_line(self) -> bool:
-        return b"\n" in self.data
+        return self.data.find(b"\n", self.start) >= 0
+
+    def pending(self) -> bool:
+        """Anything but whitespace left (a last line without its newline counts)."""
+        return bool(self.data[self.start:].strip())
 
     def clear(self) -> None:
         self.data.clear()
+        self.start = 0
         self.discarding = False

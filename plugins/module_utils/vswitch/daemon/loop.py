@@ -24,6 +24,13 @@ HANGUP = select.EPOLLERR | select.EPOLLHUP
 Handler = Callable[[int, float], None]
 MAX_EVENTS = 512
 MAX_WAIT = 1.0   # seconds; the loop wakes at least this often even with no timer due
+# Sliced work (control requests) may take this share of the loop's time, measured by a token bucket
+# that holds at most WORK_BURST seconds of credit and at most WORK_BURST of debt: a client that keeps
+# the control plane busy cannot take the CPU that forwarding and the hosts' own traffic need (on a
+# 2-core host a flood of cheap requests otherwise runs vswitchd and the flooder at 100 % each), and one
+# long request (a 1,000-port transaction) delays the next by at most WORK_BURST / WORK_SHARE.
+WORK_SHARE = 0.2
+WORK_BURST = 0.005
 
 
 class SlicedWork(Protocol):
@@ -56,6 +63,8 @@ class EventLoop:
         self.closer = TapCloser()
         self.timers: list[Timer] = []
         self.work: list[SlicedWork] = []
+        self.work_credit = WORK_BURST
+        self.work_refilled = clock()
         self.errors = 0
         self.stopped: Optional[int] = None
 
@@ -91,10 +100,19 @@ class EventLoop:
         return self.stopped
 
     def _timeout(self, now: float) -> float:
-        if self.backlog or any(work.pending() for work in self.work):
+        if self.backlog:
             return 0.0   # look, don't wait
         due = min((timer.due for timer in self.timers), default=now + MAX_WAIT)
+        if any(work.pending() for work in self.work):
+            self._refill(now)
+            if self.work_credit > 0:
+                return 0.0
+            due = min(due, now - self.work_credit / WORK_SHARE)   # when the credit is back
         return max(0.0, min(MAX_WAIT, due - now))
+
+    def _refill(self, now: float) -> None:
+        self.work_credit = min(WORK_BURST, self.work_credit + (now - self.work_refilled) * WORK_SHARE)
+        self.work_refilled = now
 
     def turn(self) -> None:
         try:
@@ -119,9 +137,13 @@ class EventLoop:
             if now >= timer.due:
                 timer.due = now + timer.interval
                 timer.action(now)
+        self._refill(now)
         for work in self.work:
-            if work.pending():
+            if work.pending() and self.work_credit > 0:
                 work.run_slice(now)
+                spent = self.clock() - now
+                now += spent
+                self.work_credit = max(-WORK_BURST, self.work_credit - spent)
 
     def flush_dirty(self) -> None:
         if self.dirty:

@@ -113,7 +113,7 @@ class _Conn:
         self.unread_since: Optional[float] = None   # when replies started waiting on a client that reads none
 
     def has_request(self) -> bool:
-        return self.lines.has_line() or (self.eof and bool(self.lines.data.strip()))
+        return self.lines.has_line() or (self.eof and self.lines.pending())
 
     def served(self) -> bool:
         """Requests are answered only while the client keeps up with the replies."""

@@ -112,9 +112,13 @@ class Switch:
             if new != old:
                 self.db.save(new)
         except Exception as err:  # noqa: BLE001 - whatever failed, undo what was prepared
-            for run in [*created.values(), *internals.values()]:
-                if run.io is not None:
-                    run.io.close(keep=getattr(run.io, "adopted", False))
+            closed = [run for run in [*created.values(), *internals.values()] if run.io is not None]
+            for run in closed:
+                run.io.close(keep=getattr(run.io, "adopted", False))
+            # The error says nothing was changed: reply only once the TAPs it created are gone (their
+            # closes run in parallel on the closer's threads; this waits for the slowest, not their sum).
+            for run in closed:
+                self.loop.closer.wait_for(run.port.name)
             for step in reversed(undo):
                 try:
                     step()
