@@ -10,8 +10,9 @@ get this small decoder. Who uses what:
   pyroute2;
 - ``settings.py``: the ``IFLA_BR_*`` numbers of the settings the kernel realises;
 - the bridge role's host-IP move (``hostnet/netops.py``): the ``IFF_*`` flags;
-- vswitchd (``daemon/ports.py``, which has no pyroute2): ``IFF_UP``, and
-  ``setlink_addr_gen_mode_none`` + ``send_batch`` to keep IPv6 off a VM's TAP.
+- vswitchd (``daemon/ports.py``, which has no pyroute2): ``IFF_UP``, ``setlink_addr_gen_mode_none``
+  to keep IPv6 off a VM's TAP, ``setlink_alias`` to mark the TAPs it creates, and ``dump_links`` at
+  start to find those marked TAPs its committed state no longer holds.
 """
 from __future__ import annotations
 
@@ -231,6 +232,15 @@ def setlink_addr_gen_mode_none(index: int) -> bytes:
     inet6 = _NLA.pack(_NLA.size + len(mode), socket.AF_INET6 | NLA_F_NESTED) + mode
     spec = _NLA.pack(_NLA.size + len(inet6), IFLA_AF_SPEC | NLA_F_NESTED) + inet6
     body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + spec
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, 0, 0) + body
+
+
+def setlink_alias(index: int, alias: str) -> bytes:
+    """RTM_SETLINK ``index``: IFLA_IFALIAS = ``alias`` (the empty string removes it)."""
+    value = alias.encode()
+    attr = _NLA.pack(_NLA.size + len(value), IFLA_IFALIAS) + value
+    attr += b"\0" * (-len(attr) % 4)
+    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + attr
     return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, 0, 0) + body
 
 

@@ -27,13 +27,15 @@ ENV = {**os.environ, "PYTHONPATH": str(MODULE_UTILS)}
 
 
 class Daemon:
-    def __init__(self, ns: str, workdir: Path, fdb_limit: Optional[int] = None, name: str = "vswitchd") -> None:
+    def __init__(self, ns: str, workdir: Path, fdb_limit: Optional[int] = None, name: str = "vswitchd",
+                 env: Optional[dict] = None) -> None:
         self.ns = ns
         self.state_file = workdir / f"{name}.json"
         self.socket = workdir / f"{name}.sock"
         self.log = workdir / f"{name}.log"
         self.fdb_limit = fdb_limit
         self.proc: Optional[subprocess.Popen] = None
+        self.env = env or {}   # extra environment of the next start (e.g. VSWITCHD_CRASH_AT)
 
     def start(self, timeout: float = 10.0) -> Daemon:
         argv = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "vswitch.daemon",
@@ -41,7 +43,7 @@ class Daemon:
         if self.fdb_limit is not None:
             argv += ["--fdb-limit", str(self.fdb_limit)]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(argv, env=ENV, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(argv, env={**ENV, **self.env}, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:

@@ -20,6 +20,7 @@ from typing import Optional
 
 from .. import paths
 from ..errors import VswitchError
+from . import faults
 from .db import StateFile
 from .fdb import DEFAULT_LIMIT
 from .loop import EventLoop
@@ -123,6 +124,11 @@ def announce_ready(notifier: Notifier, switch: Switch, loop: EventLoop, socket_p
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
+    try:
+        faults.arm(os.environ.get(faults.ENV))
+    except ValueError as err:
+        log.critical("cannot start: %s", err)
+        return 1
     loop = EventLoop()
     stop_on_signals(loop)
     switch = start_switch(args, loop)

@@ -9,6 +9,7 @@ frames are forwarded whole and segmented by the kernel only where needed.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import mmap
 import os
@@ -20,7 +21,7 @@ from io import FileIO
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import BackendError, ConflictError, NotFoundError
-from ..rtnl import IFF_UP, send_batch, setlink_addr_gen_mode_none
+from ..rtnl import IFF_UP, dump_links, send_batch, setlink_addr_gen_mode_none, setlink_alias
 from .datapath import MAX_FRAME, TPID_8021AD, VNET, Port
 
 if TYPE_CHECKING:   # for hints only: loop.py imports this module (the loop owns the queues and the closer)
@@ -209,35 +210,86 @@ def _addr_gen_mode_none(index: int) -> bool:
         return False
 
 
+def owner_mark(state_file: str) -> str:
+    """The alias vswitchd puts on each TAP it creates: which daemon (by its state file) made it."""
+    return f"openvif:vswitchd:{hashlib.sha256(state_file.encode()).hexdigest()[:12]}"
+
+
+def _mark(name: str, owner: str) -> None:
+    index = ifindex(name)
+    if not index or send_batch([setlink_alias(index, owner)]) != [0]:
+        raise OSError(0, "could not mark the TAP as vswitchd's (interface alias)")
+
+
+def _open_tap(name: str) -> int:
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR))
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def remove_orphans(owner: str, keep: set[str], closer: TapCloser) -> list[str]:
+    """Delete every TAP marked ``owner`` that is not in ``keep``; returns their names.
+
+    A crash after a transaction that deletes ports was committed, but before their TAPs were
+    released, or while a transaction was creating TAPs, leaves persistent TAPs nothing else would
+    ever remove. The mark is on the device itself, set before it is made persistent, so no crash
+    can leave a persistent TAP of ours unmarked, and a device anyone else made is never touched.
+    """
+    orphans = sorted(link.name for link in dump_links() if link.alias == owner and link.name not in keep)
+    removed = []
+    for name in orphans:
+        try:
+            fd = _open_tap(name)
+            fcntl.ioctl(fd, TUNSETPERSIST, 0)
+        except OSError as err:
+            log.error("orphan TAP %s (made by this vswitchd, not in its state) could not be removed: %s",
+                      name, err.strerror or err)
+            continue
+        closer.close(name, fd)
+        removed.append(name)
+    for name in removed:
+        closer.wait_for(name)
+    if removed:
+        log.warning("removed %d TAPs this vswitchd created that its state no longer holds (left by a crash): %s",
+                    len(removed), ", ".join(removed[:20]) + (" ..." if len(removed) > 20 else ""))
+    return removed
+
+
 class TapIO:
     """A persistent TAP device this daemon creates, or takes over after a restart.
 
     TAPs are made persistent (TUNSETPERSIST) so they outlive the daemon: a restart or a
     crash leaves every VIF and the bridge's internal port (with the host's IP addresses on
     it) in place, and the next start re-attaches to them instead of re-creating them.
-    Only deleting the port (or its bridge) removes the device.
+    Only deleting the port (or its bridge) removes the device. A TAP it creates carries
+    ``owner`` as its alias (``owner_mark``), set before it is made persistent, so that a
+    start after a crash finds and removes the ones its state no longer holds.
     """
 
     kind = "tap"
 
     def __init__(self, name: str, port: Port, loop: EventLoop, *, mtu: Optional[int] = None,
-                 mac: Optional[str] = None, host_stack: bool = True) -> None:
+                 mac: Optional[str] = None, host_stack: bool = True, owner: Optional[str] = None) -> None:
         self.closer = loop.closer
         self.closer.wait_for(name)
         self.adopted = bool(ifindex(name))
         self.name = name
         self.port = port
-        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR))
+            fd = _open_tap(name)
         except OSError as err:
-            os.close(fd)
             if self.adopted:
                 raise ConflictError("name", name, "already exists as a network device on this host and is not a "
                                                   "free TAP vswitchd can take over; a tap or internal port needs a "
                                                   f"free name ({err.strerror})") from err
             raise BackendError("name", name, f"could not be created as a TAP device: {err.strerror}") from err
         try:
+            if owner and not self.adopted:
+                _mark(name, owner)   # before TUNSETPERSIST: a crash until then takes the TAP with us
             fcntl.ioctl(fd, TUNSETPERSIST, 1)
             fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)
             if mac and get_mac(name) != mac:
@@ -531,7 +583,7 @@ class PacketIO:
 
 
 def open_io(name: str, kind: str, port: Port, loop: EventLoop, *, mtu: Optional[int] = None,
-            mac: Optional[str] = None) -> TapIO | PacketIO:
+            mac: Optional[str] = None, owner: Optional[str] = None) -> TapIO | PacketIO:
     if kind == "system":
         return PacketIO(name, port, loop)
-    return TapIO(name, port, loop, mtu=mtu, mac=mac, host_stack=kind == "internal")
+    return TapIO(name, port, loop, mtu=mtu, mac=mac, host_stack=kind == "internal", owner=owner)

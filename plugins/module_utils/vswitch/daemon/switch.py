@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from ..errors import BackendError, ConflictError, VswitchError
 from ..identity import stable_mac
+from . import faults
 from . import ports as netdev
 from .config import Config, apply_changes
 from .datapath import Bridge, Port
@@ -54,6 +55,7 @@ class Switch:
         self.internal: dict[str, RunPort] = {}
         self.ports: dict[str, RunPort] = {}
         self.loop = loop or EventLoop()
+        self.owner = netdev.owner_mark(db.path)
         self._last_retry = 0.0
 
     # -- start-up ---------------------------------------------------------------------------------
@@ -61,11 +63,12 @@ class Switch:
         """Bring back every bridge and port of the state file; devices that fail are retried later."""
         config = self.db.load()
         self.config = config
+        netdev.remove_orphans(self.owner, set(config.bridges) | set(config.ports), self.loop.closer)
         for name, settings in parents_first(config.bridges):
             self._new_bridge(name, settings)
             internal = RunPort(name, "internal")
             try:
-                internal.io = netdev.TapIO(name, internal.port, self.loop, mtu=settings["mtu"],
+                internal.io = netdev.TapIO(name, internal.port, self.loop, owner=self.owner, mtu=settings["mtu"],
                                           mac=settings["mac"] or stable_mac(name))
             except VswitchError as err:
                 internal.status = err.message
@@ -74,7 +77,7 @@ class Switch:
         for name, spec in config.ports.items():
             run = RunPort(name, spec["type"])
             try:
-                run.io = netdev.open_io(name, spec["type"], run.port, self.loop,
+                run.io = netdev.open_io(name, spec["type"], run.port, self.loop, owner=self.owner,
                                         mtu=config.bridges[spec["bridge"]]["mtu"])
             except VswitchError as err:
                 run.status = err.message
@@ -86,6 +89,7 @@ class Switch:
     def transact(self, changes: Sequence[Any]) -> dict[str, Any]:
         old = self.config
         new = apply_changes(old, changes)
+        faults.reached("transact.validated")
         created: dict[str, RunPort] = {}
         internals: dict[str, RunPort] = {}
         undo: list[Callable[[], None]] = []
@@ -93,11 +97,12 @@ class Switch:
             for name, settings in new.bridges.items():
                 if name not in old.bridges:
                     run = RunPort(name, "internal")
-                    run.io = netdev.TapIO(name, run.port, self.loop, mtu=settings["mtu"],
+                    run.io = netdev.TapIO(name, run.port, self.loop, owner=self.owner, mtu=settings["mtu"],
                                           mac=settings["mac"] or stable_mac(name))
                     internals[name] = run
-                else:
-                    self._prepare_bridge_settings(name, old.bridges[name], settings, undo)
+                    faults.reached("transact.internal-created")
+                elif self._prepare_bridge_settings(name, old.bridges[name], settings, undo):
+                    faults.reached("transact.settings-changed")
             for name, spec in new.ports.items():
                 before = old.ports.get(name)
                 if before is not None and _io_class(before["type"]) != _io_class(spec["type"]):
@@ -106,11 +111,13 @@ class Switch:
                                         "first, then add it with the new type")
                 if before is None:
                     run = RunPort(name, spec["type"])
-                    run.io = netdev.open_io(name, spec["type"], run.port, self.loop,
+                    run.io = netdev.open_io(name, spec["type"], run.port, self.loop, owner=self.owner,
                                             mtu=new.bridges[spec["bridge"]]["mtu"])
                     created[name] = run
+                    faults.reached("transact.port-opened")
             if new != old:
                 self.db.save(new)
+                faults.reached("transact.saved")
         except Exception as err:  # noqa: BLE001 - whatever failed, undo what was prepared
             closed = [run for run in [*created.values(), *internals.values()] if run.io is not None]
             for run in closed:
@@ -128,13 +135,16 @@ class Switch:
                 raise
             raise BackendError("transaction", len(changes), f"failed: {err}") from err
         self._commit(old, new, created, internals)
+        faults.reached("transact.committed")
         return {"changed": new != old, "serial": self.db.serial}
 
     def _prepare_bridge_settings(self, name: str, old: dict[str, Any], new: dict[str, Any],
-                                 undo: list[Callable[[], None]]) -> None:
+                                 undo: list[Callable[[], None]]) -> bool:
+        """Change the internal port's MTU/MAC as ``new`` says; True if its device was changed."""
         run = self.internal.get(name)
         if run is None or run.io is None:
-            return
+            return False
+        changed = new["mtu"] != old["mtu"] or new["mac"] != old["mac"]
         if new["mtu"] != old["mtu"]:
             netdev.set_mtu(name, new["mtu"])
             undo.append(lambda: netdev.set_mtu(name, old["mtu"]))
@@ -142,13 +152,16 @@ class Switch:
             previous = netdev.get_mac(name)
             netdev.set_mac(name, new["mac"] or stable_mac(name))
             undo.append(lambda: netdev.set_mac(name, previous))
+        return changed
 
     def _commit(self, old: Config, new: Config, created: dict[str, RunPort], internals: dict[str, RunPort]) -> None:
         self.config = new  # ports are configured from the new bridges (a VLAN network's tag)
         for name in [p for p in old.ports if p not in new.ports]:
             self._drop_port(name)
+            faults.reached("commit.port-dropped")
         for name in [b for b in old.bridges if b not in new.bridges]:
             self._drop_bridge(name)
+            faults.reached("commit.bridge-dropped")
         for name, settings in parents_first(new.bridges):
             if name in internals:
                 self._new_bridge(name, settings)
@@ -262,7 +275,7 @@ class Switch:
             if run.io is None:
                 spec = self.config.ports[name]
                 try:
-                    run.io = netdev.open_io(name, spec["type"], run.port, self.loop,
+                    run.io = netdev.open_io(name, spec["type"], run.port, self.loop, owner=self.owner,
                                             mtu=self.config.bridges[spec["bridge"]]["mtu"])
                 except VswitchError as err:
                     run.status = err.message
