@@ -21,7 +21,7 @@ from io import FileIO
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import BackendError, ConflictError, NotFoundError
-from ..rtnl import IFF_UP, dump_links, send_batch, setlink_addr_gen_mode_none, setlink_alias
+from ..rtnl import IFF_UP, Channel, dump_links, setlink_addr_gen_mode_none, setlink_alias
 from .datapath import MAX_FRAME, TPID_8021AD, VNET, Port
 
 if TYPE_CHECKING:   # for hints only: loop.py imports this module (the loop owns the queues and the closer)
@@ -77,6 +77,7 @@ _LEN = struct.Struct("I")
 _USER_BIT = bytes(b & 1 for b in range(256))
 
 _ioctl_sock: Optional[socket.socket] = None
+_netlink = Channel()   # like the ioctl socket: one per process, opened on first use
 
 
 def _sock() -> socket.socket:
@@ -205,7 +206,7 @@ def _no_ipv6(name: str) -> None:
 def _addr_gen_mode_none(index: int) -> bool:
     """True if the kernel acknowledged addr_gen_mode none on link ``index``."""
     try:
-        return send_batch([setlink_addr_gen_mode_none(index)]) == [0]
+        return _netlink.request(setlink_addr_gen_mode_none(index)) == 0
     except OSError:
         return False
 
@@ -217,7 +218,7 @@ def owner_mark(state_file: str) -> str:
 
 def _mark(name: str, owner: str) -> None:
     index = ifindex(name)
-    if not index or send_batch([setlink_alias(index, owner)]) != [0]:
+    if not index or _netlink.request(setlink_alias(index, owner)) != 0:
         raise OSError(0, "could not mark the TAP as vswitchd's (interface alias)")
 
 
