@@ -15,7 +15,7 @@ import threading
 import time
 
 import pytest
-from vswitchd_lab import ch, star
+from vswitchd_lab import switched_hosts
 
 pytestmark = pytest.mark.integration
 
@@ -156,9 +156,7 @@ class Hostiles:
 
 def test_hostile_control_clients_do_not_slow_forwarding(netlab, vswitchd):
     sw = netlab.ns("sw")
-    h1, _h2 = star(netlab, sw, 2)
-    d = vswitchd(sw)
-    d.transact(ch("add_bridge", "br0"), ch("add_port", "p1", bridge="br0"), ch("add_port", "p2", bridge="br0"))
+    d, (h1, _h2) = switched_hosts(netlab, vswitchd, sw)
     assert netlab.ping_until(h1, "10.0.0.2")
     # Best of interleaved rounds, as bench/ does: this 2-core machine is shared, and one burst of someone
     # else's work in a 2 s round moves a p99 by milliseconds.

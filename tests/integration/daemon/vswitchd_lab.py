@@ -134,3 +134,12 @@ def star(lab, daemon_ns: str, hosts: int, subnet: str = "10.0.0") -> list[str]:
         lab.run(host, "ip", "addr", "add", f"{subnet}.{i}/24", "dev", "eth0")
         names.append(host)
     return names
+
+
+def switched_hosts(lab, vswitchd, daemon_ns: str, hosts: int = 2):
+    """``star`` plus a started daemon whose bridge br0 has every host's port p<i>: (daemon, [h1..hN])."""
+    names = star(lab, daemon_ns, hosts)
+    daemon = vswitchd(daemon_ns)
+    daemon.transact(ch("add_bridge", "br0"), *[ch("add_port", f"p{i}", bridge="br0") for i in range(1, hosts + 1)])
+    return daemon, names
+
