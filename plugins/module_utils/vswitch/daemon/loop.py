@@ -13,15 +13,17 @@ import logging
 import select
 import time
 from collections.abc import Callable
-from typing import Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from .ports import TapCloser
+
+if TYPE_CHECKING:   # aliases for hints only: subscripting collections.abc types needs Python 3.9
+    Handler = Callable[[int, float], None]
 
 log = logging.getLogger("vswitchd.main")
 
 READABLE, WRITABLE = select.EPOLLIN, select.EPOLLOUT
 HANGUP = select.EPOLLERR | select.EPOLLHUP
-Handler = Callable[[int, float], None]
 MAX_EVENTS = 512
 MAX_WAIT = 1.0   # seconds; the loop wakes at least this often even with no timer due
 # Sliced work (control requests) may take this share of the loop's time, measured by a token bucket

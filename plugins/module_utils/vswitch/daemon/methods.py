@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from .. import validate as v
 from ..errors import ValidationError
 
-Check = Callable[[str, Any], Any]   # (field, value) -> the checked value; raises ValidationError
+if TYPE_CHECKING:   # aliases for hints only: subscripting collections.abc types needs Python 3.9
+    Check = Callable[[str, Any], Any]   # (field, value) -> the checked value; raises ValidationError
+
 
 
 @dataclass(frozen=True)

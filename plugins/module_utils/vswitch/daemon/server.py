@@ -18,7 +18,7 @@ import stat
 import struct
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import ValidationError, VswitchError
 from ..framing import (
@@ -36,6 +36,9 @@ from ..framing import (
 )
 from .loop import HANGUP, READABLE, WRITABLE, EventLoop
 
+if TYPE_CHECKING:   # aliases for hints only: subscripting collections.abc types needs Python 3.9
+    Method = Callable[[Mapping[str, Any]], Any]
+
 log = logging.getLogger("vswitchd.server")
 
 MAX_REQUEST = 16 * 1024 * 1024     # one line; a 1,000-port transaction is ~200 KiB
@@ -46,7 +49,6 @@ READ_CHUNK = 256 * 1024            # bytes read per connection per wake-up
 MAX_CONNECTIONS = 64
 IDLE_TIMEOUT = 30.0
 
-Method = Callable[[Mapping[str, Any]], Any]
 
 
 def handle_request(line: bytes, methods: Mapping[str, Method]) -> dict[str, Any]:
