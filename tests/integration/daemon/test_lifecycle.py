@@ -101,8 +101,8 @@ def test_kill_9_mid_transaction_leaves_old_or_new_state_and_restart_restores(net
             == on_disk["ports"]
         assert all(p["status"] == "ok" for p in state["ports"].values())
         present = links(netlab, sw)
-        # Every configured TAP is there; TAPs a killed transaction made before its commit may linger
-        # (they are persistent) and are taken over when the transaction is retried.
+        # Every configured TAP is there (that nothing else is, whatever step a crash interrupts, is
+        # test_crash_consistency's part: the start removes the TAPs it made that the state does not hold).
         assert all(name in present for name in batch if name in on_disk["ports"])
         assert not [n for n in os.listdir(d.state_file.parent) if n.endswith(".tmp")], "stale temp files removed"
     print(f"kill -9 outcomes: {outcomes}")
