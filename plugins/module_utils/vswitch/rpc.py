@@ -1,4 +1,4 @@
-"""Client of vswitchd's control socket (JSON-RPC 2.0, one request per line).
+"""Client of vswitchd's control socket (JSON-RPC 2.0, one request per line: ``framing.py``).
 
 Used by ``vswitchctl`` and by the ``userspace`` backend. Errors the daemon reports
 come back as the typed errors of ``errors.py`` (the daemon sends ``to_dict()``).
@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from . import paths
 from .errors import BackendError, VswitchError, error_from_dict
+from .framing import LineBuffer, request
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -25,7 +26,7 @@ class Client:
         self.path = path or paths.socket_path()
         self.timeout = timeout
         self._sock: Optional[socket.socket] = None
-        self._buf = bytearray()
+        self._lines = LineBuffer()
         self._ids = itertools.count(1)
 
     def __enter__(self) -> Client:
@@ -51,14 +52,13 @@ class Client:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-            self._buf.clear()
+            self._lines.clear()
 
     def call(self, method: str, params: Optional[dict[str, Any]] = None) -> Any:
         req_id = next(self._ids)
-        line = json.dumps({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params or {}}).encode()
         sock = self._connect()
         try:
-            sock.sendall(line + b"\n")
+            sock.sendall(request(req_id, method, params))
             reply = self._read_line(sock)
         except OSError as err:
             self.close()
@@ -78,15 +78,13 @@ class Client:
 
     def _read_line(self, sock: socket.socket) -> bytes:
         while True:
-            end = self._buf.find(b"\n")
-            if end >= 0:
-                line = bytes(self._buf[:end])
-                del self._buf[:end + 1]
+            line = self._lines.pop()
+            if line is not None:
                 return line
             data = sock.recv(1 << 20)
             if not data:
                 raise ConnectionResetError("vswitchd closed the connection")
-            self._buf += data
+            self._lines.feed(data)
 
 
 def _error(err: Any) -> VswitchError:

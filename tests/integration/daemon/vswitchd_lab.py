@@ -27,13 +27,15 @@ ENV = {**os.environ, "PYTHONPATH": str(MODULE_UTILS)}
 
 
 class Daemon:
-    def __init__(self, ns: str, workdir: Path, fdb_limit: Optional[int] = None, name: str = "vswitchd") -> None:
+    def __init__(self, ns: str, workdir: Path, fdb_limit: Optional[int] = None, name: str = "vswitchd",
+                 env: Optional[dict] = None) -> None:
         self.ns = ns
         self.state_file = workdir / f"{name}.json"
         self.socket = workdir / f"{name}.sock"
         self.log = workdir / f"{name}.log"
         self.fdb_limit = fdb_limit
         self.proc: Optional[subprocess.Popen] = None
+        self.env = env or {}   # extra environment of the next start (e.g. VSWITCHD_CRASH_AT)
 
     def start(self, timeout: float = 10.0) -> Daemon:
         argv = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "vswitch.daemon",
@@ -41,7 +43,7 @@ class Daemon:
         if self.fdb_limit is not None:
             argv += ["--fdb-limit", str(self.fdb_limit)]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(argv, env=ENV, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(argv, env={**ENV, **self.env}, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -131,3 +133,12 @@ def star(lab, daemon_ns: str, hosts: int, subnet: str = "10.0.0") -> list[str]:
         lab.run(host, "ip", "addr", "add", f"{subnet}.{i}/24", "dev", "eth0")
         names.append(host)
     return names
+
+
+def switched_hosts(lab, vswitchd, daemon_ns: str, hosts: int = 2):
+    """``star`` plus a started daemon whose bridge br0 has every host's port p<i>: (daemon, [h1..hN])."""
+    names = star(lab, daemon_ns, hosts)
+    daemon = vswitchd(daemon_ns)
+    daemon.transact(ch("add_bridge", "br0"), *[ch("add_port", f"p{i}", bridge="br0") for i in range(1, hosts + 1)])
+    return daemon, names
+

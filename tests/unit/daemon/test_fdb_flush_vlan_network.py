@@ -12,8 +12,8 @@ from vswitch.daemon.config import Config, apply_changes
 from vswitch.daemon.datapath import Port
 from vswitch.daemon.db import StateFile
 from vswitch.daemon.fdb import mac_bytes
-from vswitch.daemon.server import make_methods
-from vswitch.daemon.switch import Switch, _parents_first
+from vswitch.daemon.methods import make_methods
+from vswitch.daemon.switch import Switch, parents_first
 from vswitch.errors import NotFoundError
 
 NOW = 100.0
@@ -38,7 +38,7 @@ def switch(tmp_path: Path) -> Switch:
     sw.config = apply_changes(Config(), [ch("add_bridge", "xenbr0"),
                                          ch("add_bridge", "xapi5", parent="xenbr0", tag=5),
                                          ch("add_bridge", "xapi6", parent="xenbr0", tag=6)])
-    for name, settings in _parents_first(sw.config.bridges):
+    for name, settings in parents_first(sw.config.bridges):
         sw._new_bridge(name, settings)
     fdb = sw.bridges["xenbr0"].fdb
     for vlan, mac, port in LEARNED:

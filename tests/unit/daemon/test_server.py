@@ -10,7 +10,8 @@ import sys
 import time
 
 import pytest
-from vswitch.daemon.server import MAX_CONNECTIONS, handle_request, vlog_list, vlog_set
+from vswitch.daemon.methods import vlog_list, vlog_set
+from vswitch.daemon.server import MAX_CONNECTIONS, handle_request
 from vswitch.errors import NotFoundError, ValidationError
 from vswitch.rpc import Client, DaemonUnavailable
 from vswitchd_frames import MODULE_UTILS

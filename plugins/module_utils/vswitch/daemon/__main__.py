@@ -12,20 +12,20 @@ import argparse
 import gc
 import logging
 import os
-import select
 import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
 from typing import Optional
 
 from .. import paths
 from ..errors import VswitchError
-from . import ports
+from . import faults
 from .db import StateFile
 from .fdb import DEFAULT_LIMIT
-from .server import LOG_LEVELS, ControlServer, make_methods
+from .loop import EventLoop
+from .methods import LOG_LEVELS, make_methods
+from .server import ControlServer
 from .switch import Switch
 
 log = logging.getLogger("vswitchd.main")
@@ -75,98 +75,77 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return args
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    args = parse_args(argv)
+def setup_logging(level: str) -> None:
     logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("vswitchd").setLevel(LOG_LEVELS[args.log_level])
+    logging.getLogger("vswitchd").setLevel(LOG_LEVELS[level])
 
-    poller = select.epoll()
-    handlers: dict[int, Callable[[int, float], None]] = {}
 
-    def register(fd: int, handler: Callable[[int, float], None], events: int = select.EPOLLIN) -> None:
-        handlers[fd] = handler
-        poller.register(fd, events)
-
-    def unregister(fd: int) -> None:
-        handlers.pop(fd, None)
-        poller.unregister(fd)
-
-    stop = []
+def stop_on_signals(loop: EventLoop) -> None:
+    """SIGTERM/SIGINT end the loop; the wake-up pipe makes a signal interrupt a poll at once."""
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stop.append(signum)
-
     signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, lambda signum, _frame: loop.stop(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: loop.stop(signum))
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    register(wake_r, lambda ev, now: os.read(wake_r, 512))
+    loop.register(wake_r, lambda ev, now: os.read(wake_r, 512))
 
-    switch = Switch(StateFile(args.state_file), args.fdb_limit, register, unregister)
+
+def start_switch(args: argparse.Namespace, loop: EventLoop) -> Optional[Switch]:
+    """Every bridge and port of the state file back in service, or None (logged) if that cannot be."""
+    switch = Switch(StateFile(args.state_file), args.fdb_limit, loop)
     try:
         switch.restore()
     except VswitchError as err:
         log.critical("cannot start: %s", err.message)
-        return 1
+        return None
+    loop.every(1.0, switch.tick)
     gc.freeze()   # what start-up built (bridges, ports, buffers) is never garbage: keep it out of GC scans
+    return switch
+
+
+def listen(args: argparse.Namespace, switch: Switch, loop: EventLoop) -> Optional[ControlServer]:
     info = {"version": VERSION, "pid": os.getpid(), "state_file": switch.db.path, "socket": args.socket}
     try:
-        server = ControlServer(args.socket, make_methods(switch, time.monotonic, info), register,
-                               poller.modify, unregister)
+        return ControlServer(args.socket, make_methods(switch, time.monotonic, info), loop)
     except OSError as err:
         log.critical("cannot listen on %s: %s", args.socket, err)
+        return None
+
+
+def announce_ready(notifier: Notifier, switch: Switch, loop: EventLoop, socket_path: str) -> None:
+    notifier.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=forwarding: {len(switch.bridges)} bridges, "
+                    f"{len(switch.ports)} ports")
+    log.info("vswitchd %s ready: socket %s, state file %s", VERSION, socket_path, switch.db.path)
+    if notifier.watchdog_interval:
+        # From the loop itself, so a wedged loop stops pinging and systemd restarts us.
+        loop.every(notifier.watchdog_interval, lambda now: notifier.notify("WATCHDOG=1"))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        faults.arm(os.environ.get(faults.ENV))
+    except ValueError as err:
+        log.critical("cannot start: %s", err)
+        return 1
+    loop = EventLoop()
+    stop_on_signals(loop)
+    switch = start_switch(args, loop)
+    if switch is None:
+        return 1
+    server = listen(args, switch, loop)
+    if server is None:
         switch.close()
         return 1
     notifier = Notifier()
-    notifier.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=forwarding: {len(switch.bridges)} bridges, "
-                    f"{len(switch.ports)} ports")
-    log.info("vswitchd %s ready: socket %s, state file %s", VERSION, args.socket, switch.db.path)
-    if notifier.watchdog_interval:
-        notifier.notify("WATCHDOG=1")
-
-    next_tick = next_ping = time.monotonic()
-    errors = 0
-    while not stop:
-        now = time.monotonic()
-        wake = min(next_tick, next_ping) if notifier.watchdog_interval else next_tick
-        timeout = 0.0 if ports.backlog else max(0.0, min(1.0, wake - now))  # backlog: look, don't wait
-        try:
-            events = poller.poll(timeout, 512)
-        except InterruptedError:
-            continue
-        now = time.monotonic()
-        for fd, ev in events:
-            handler = handlers.get(fd)
-            if handler is None:
-                continue
-            try:
-                handler(ev, now)
-            except Exception:  # noqa: BLE001 - one bad frame or request must not stop the switch
-                errors += 1
-                if errors <= 100 or errors % 10000 == 0:
-                    log.exception("unexpected error handling fd %d (%d so far)", fd, errors)
-        if ports.backlog:
-            waiting = list(ports.backlog)
-            ports.backlog.clear()
-            for io in waiting:
-                try:
-                    io.receive(now)
-                except Exception:  # noqa: BLE001 - as for any handler
-                    errors += 1
-        if ports.dirty:
-            ports.flush_dirty()
-        if now >= next_tick:
-            next_tick = now + 1.0
-            switch.tick(now)
-            server.tick(now)
-        if notifier.watchdog_interval and now >= next_ping:
-            next_ping = now + notifier.watchdog_interval
-            notifier.notify("WATCHDOG=1")
-    log.info("stopping on signal %d", stop[0])
+    announce_ready(notifier, switch, loop, args.socket)
+    signum = loop.run()
+    log.info("stopping on signal %d", signum)
     notifier.notify("STOPPING=1")
     server.close()
     switch.close()
+    loop.close()
     return 0
 
 

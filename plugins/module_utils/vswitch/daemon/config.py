@@ -139,8 +139,10 @@ def _apply_one(config: Config, change: Any) -> None:
         raise ValidationError("datapath", datapath, "is not 'userspace'; vswitchd only applies changes of the "
                                                     "userspace datapath")
     target = v.ifname("target", change.get("target"))
-    args = change.get("args") or {}
-    if not isinstance(args, Mapping):
+    args = change.get("args")
+    if args is None:
+        args = {}
+    if not isinstance(args, Mapping):   # not `or {}`: an empty list would pass as no arguments
         raise ValidationError("args", args, "must be an object")
     if op.endswith("_bridge"):
         _bridge_op(config, op, target, args)

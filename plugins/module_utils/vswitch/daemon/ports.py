@@ -9,6 +9,7 @@ frames are forwarded whole and segmented by the kernel only where needed.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import mmap
 import os
@@ -17,17 +18,20 @@ import struct
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from io import FileIO
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import BackendError, ConflictError, NotFoundError
+from ..rtnl import IFF_UP, Channel, dump_links, setlink_addr_gen_mode_none, setlink_alias
 from .datapath import MAX_FRAME, TPID_8021AD, VNET, Port
+
+if TYPE_CHECKING:   # for hints only: loop.py imports this module (the loop owns the queues and the closer)
+    from .loop import EventLoop
 
 log = logging.getLogger("vswitchd.ports")
 
 SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914
 SIOCGIFMTU, SIOCSIFMTU = 0x8921, 0x8922
 SIOCSIFHWADDR, SIOCGIFHWADDR = 0x8924, 0x8927
-IFF_UP = 0x1
 ARPHRD_ETHER = 1
 TUNSETIFF, TUNSETOFFLOAD, TUNSETPERSIST = 0x400454CA, 0x400454D0, 0x400454CB
 IFF_TAP, IFF_NO_PI, IFF_VNET_HDR = 0x0002, 0x1000, 0x4000
@@ -69,24 +73,11 @@ TX_KICK = 64
 TP_STATUS_AVAILABLE, TP_STATUS_SEND_REQUEST, TP_STATUS_WRONG_FORMAT = 0, 1, 4
 _LEN = struct.Struct("I")
 
-# Ports with frames queued in their transmit ring; the event loop flushes them after each batch.
-dirty: list[PacketIO] = []
-# Receive rings whose wake-up ended at RX_BUDGET with frames still waiting: the event loop serves
-# them again before it polls. A packet socket reads as ready only while the slot just before the
-# kernel's write head is ours, so after a slot the kernel claimed and then dropped (left as its own)
-# a full ring may never read as ready again: waiting for epoll alone can stall a port for good.
-backlog: set[PacketIO] = set()
 # Byte -> 1 if it holds TP_STATUS_USER (bit 0 of a slot's little-endian status word), else 0.
 _USER_BIT = bytes(b & 1 for b in range(256))
 
-
-def flush_dirty() -> None:
-    for io in dirty:
-        io.flush()
-    dirty.clear()
-
-
 _ioctl_sock: Optional[socket.socket] = None
+_netlink = Channel()   # like the ioctl socket: one per process, opened on first use
 
 
 def _sock() -> socket.socket:
@@ -152,7 +143,7 @@ def _frame_error(port: Port) -> None:
         log.exception("port %s: error forwarding a frame (%d so far)", port.name, _frame_errors)
 
 
-class _Closer:
+class TapCloser:
     """Closes TAP file descriptors on worker threads.
 
     Closing a TAP unregisters its netdev, and the kernel waits for an RCU grace period
@@ -193,9 +184,6 @@ class _Closer:
             self._pool = None
 
 
-closer = _Closer()
-
-
 def _no_ipv6(name: str) -> None:
     """Keep the host's IPv6 stack quiet on a VM's TAP.
 
@@ -215,28 +203,61 @@ def _no_ipv6(name: str) -> None:
         pass   # no IPv6 on this host: nothing to silence
 
 
-RTM_SETLINK, NLM_F_REQUEST, NLM_F_ACK, NLMSG_ERROR = 19, 0x1, 0x4, 0x2
-IFLA_AF_SPEC, IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE, NLA_F_NESTED = 26, 8, 1, 0x8000
-
-
 def _addr_gen_mode_none(index: int) -> bool:
-    """RTM_SETLINK ifindex: IFLA_AF_SPEC { AF_INET6 { IFLA_INET6_ADDR_GEN_MODE = none } }; True if acked."""
-    mode = struct.pack("HHB3x", 5, IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE)
-    inet6 = struct.pack("HH", 4 + len(mode), socket.AF_INET6 | NLA_F_NESTED) + mode
-    spec = struct.pack("HH", 4 + len(inet6), IFLA_AF_SPEC | NLA_F_NESTED) + inet6
-    body = struct.pack("BxHiII", socket.AF_UNSPEC, 0, index, 0, 0) + spec
-    message = struct.pack("IHHII", 16 + len(body), RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, 1, 0) + body
+    """True if the kernel acknowledged addr_gen_mode none on link ``index``."""
     try:
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as nl:
-            nl.settimeout(2)
-            nl.send(message)
-            reply = nl.recv(4096)
+        return _netlink.request(setlink_addr_gen_mode_none(index)) == 0
     except OSError:
         return False
-    if len(reply) < 20:
-        return False
-    _length, kind = struct.unpack_from("IH", reply)
-    return kind == NLMSG_ERROR and struct.unpack_from("i", reply, 16)[0] == 0
+
+
+def owner_mark(state_file: str) -> str:
+    """The alias vswitchd puts on each TAP it creates: which daemon (by its state file) made it."""
+    return f"openvif:vswitchd:{hashlib.sha256(state_file.encode()).hexdigest()[:12]}"
+
+
+def _mark(name: str, owner: str) -> None:
+    index = ifindex(name)
+    if not index or _netlink.request(setlink_alias(index, owner)) != 0:
+        raise OSError(0, "could not mark the TAP as vswitchd's (interface alias)")
+
+
+def _open_tap(name: str) -> int:
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR))
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def remove_orphans(owner: str, keep: set[str], closer: TapCloser) -> list[str]:
+    """Delete every TAP marked ``owner`` that is not in ``keep``; returns their names.
+
+    A crash after a transaction that deletes ports was committed, but before their TAPs were
+    released, or while a transaction was creating TAPs, leaves persistent TAPs nothing else would
+    ever remove. The mark is on the device itself, set before it is made persistent, so no crash
+    can leave a persistent TAP of ours unmarked, and a device anyone else made is never touched.
+    """
+    orphans = sorted(link.name for link in dump_links() if link.alias == owner and link.name not in keep)
+    removed = []
+    for name in orphans:
+        try:
+            fd = _open_tap(name)
+            fcntl.ioctl(fd, TUNSETPERSIST, 0)
+        except OSError as err:
+            log.error("orphan TAP %s (made by this vswitchd, not in its state) could not be removed: %s",
+                      name, err.strerror or err)
+            continue
+        closer.close(name, fd)
+        removed.append(name)
+    for name in removed:
+        closer.wait_for(name)
+    if removed:
+        log.warning("removed %d TAPs this vswitchd created that its state no longer holds (left by a crash): %s",
+                    len(removed), ", ".join(removed[:20]) + (" ..." if len(removed) > 20 else ""))
+    return removed
 
 
 class TapIO:
@@ -245,28 +266,31 @@ class TapIO:
     TAPs are made persistent (TUNSETPERSIST) so they outlive the daemon: a restart or a
     crash leaves every VIF and the bridge's internal port (with the host's IP addresses on
     it) in place, and the next start re-attaches to them instead of re-creating them.
-    Only deleting the port (or its bridge) removes the device.
+    Only deleting the port (or its bridge) removes the device. A TAP it creates carries
+    ``owner`` as its alias (``owner_mark``), set before it is made persistent, so that a
+    start after a crash finds and removes the ones its state no longer holds.
     """
 
     kind = "tap"
 
-    def __init__(self, name: str, port: Port, *, mtu: Optional[int] = None, mac: Optional[str] = None,
-                 host_stack: bool = True) -> None:
-        closer.wait_for(name)
+    def __init__(self, name: str, port: Port, loop: EventLoop, *, mtu: Optional[int] = None,
+                 mac: Optional[str] = None, host_stack: bool = True, owner: Optional[str] = None) -> None:
+        self.closer = loop.closer
+        self.closer.wait_for(name)
         self.adopted = bool(ifindex(name))
         self.name = name
         self.port = port
-        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR))
+            fd = _open_tap(name)
         except OSError as err:
-            os.close(fd)
             if self.adopted:
                 raise ConflictError("name", name, "already exists as a network device on this host and is not a "
                                                   "free TAP vswitchd can take over; a tap or internal port needs a "
                                                   f"free name ({err.strerror})") from err
             raise BackendError("name", name, f"could not be created as a TAP device: {err.strerror}") from err
         try:
+            if owner and not self.adopted:
+                _mark(name, owner)   # before TUNSETPERSIST: a crash until then takes the TAP with us
             fcntl.ioctl(fd, TUNSETPERSIST, 1)
             fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)
             if mac and get_mac(name) != mac:
@@ -311,7 +335,7 @@ class TapIO:
         readinto = self.file.readinto
         mv = self.mv
         forward = bridge.input
-        for _frame in range(RX_BUDGET):
+        for _slot in range(RX_BUDGET):
             try:
                 n = readinto(mv)
             except OSError:
@@ -337,7 +361,7 @@ class TapIO:
                     fcntl.ioctl(self.fd, TUNSETPERSIST, 0)
                 except OSError as err:
                     log.warning("port %s: could not clear TUNSETPERSIST: %s", self.name, err)
-                closer.close(self.name, self.fd)
+                self.closer.close(self.name, self.fd)
             self.fd = -1
 
 
@@ -346,7 +370,7 @@ class PacketIO:
 
     kind = "system"
 
-    def __init__(self, name: str, port: Port) -> None:
+    def __init__(self, name: str, port: Port, loop: EventLoop) -> None:
         index = ifindex(name)
         if not index:
             raise NotFoundError("name", name, "does not exist on this host; a system port must be an existing "
@@ -407,6 +431,8 @@ class PacketIO:
         self.tx_slot = 0
         self.tx_queued = 0
         self.ifindex = index
+        self.dirty = loop.dirty
+        self.backlog = loop.backlog
         port.send = self.send
 
     def fileno(self) -> int:
@@ -445,7 +471,7 @@ class PacketIO:
         port.tx_bytes += n - VNET
         self.tx_queued += 1
         if self.tx_queued == 1:
-            dirty.append(self)
+            self.dirty.append(self)
         elif self.tx_queued >= TX_KICK:
             self.flush()
 
@@ -471,7 +497,7 @@ class PacketIO:
         slot = self.slot
         unpack = _TPACKET2_HDR.unpack_from
         release = _STATUS.pack_into
-        for _frame in range(RX_BUDGET):
+        for _slot in range(RX_BUDGET):
             off = slot * RING_FRAME
             status, length, snap, mac, _net, _s, _ns, tci, tpid = unpack(ring, off)
             if not status & TP_STATUS_USER:
@@ -494,7 +520,7 @@ class PacketIO:
             release(ring, off, TP_STATUS_KERNEL)
             slot = slot + 1 if slot + 1 < RING_FRAMES else 0
         else:
-            backlog.add(self)   # budget spent with frames left: come back before the next poll
+            self.backlog.add(self)   # budget spent with frames left: come back before the next poll
         self.slot = slot
 
     def resync(self) -> bool:
@@ -549,16 +575,16 @@ class PacketIO:
 
     def close(self, keep: bool = False) -> None:
         if self.sock.fileno() >= 0:
-            if self in dirty:
-                dirty.remove(self)
+            if self in self.dirty:
+                self.dirty.remove(self)
             self.mv.release()
             self.ring.close()
             self.sock.close()
             self.direct.close()
 
 
-def open_io(name: str, kind: str, port: Port, *, mtu: Optional[int] = None, mac: Optional[str] = None
-            ) -> TapIO | PacketIO:
+def open_io(name: str, kind: str, port: Port, loop: EventLoop, *, mtu: Optional[int] = None,
+            mac: Optional[str] = None, owner: Optional[str] = None) -> TapIO | PacketIO:
     if kind == "system":
-        return PacketIO(name, port)
-    return TapIO(name, port, mtu=mtu, mac=mac, host_stack=kind == "internal")
+        return PacketIO(name, port, loop)
+    return TapIO(name, port, loop, mtu=mtu, mac=mac, host_stack=kind == "internal", owner=owner)

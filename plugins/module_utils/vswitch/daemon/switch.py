@@ -15,20 +15,20 @@ from typing import Any, Optional
 
 from ..errors import BackendError, ConflictError, VswitchError
 from ..identity import stable_mac
+from . import faults
 from . import ports as netdev
 from .config import Config, apply_changes
 from .datapath import Bridge, Port
 from .db import StateFile
 from .fdb import DEFAULT_LIMIT, mac_bytes
+from .loop import HANGUP, EventLoop
 
 log = logging.getLogger("vswitchd.switch")
 
-Register = Callable[[int, Callable[[int, float], None]], None]
-Unregister = Callable[[int], None]
 RETRY_INTERVAL = 5.0
 
 
-def _parents_first(bridges: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+def parents_first(bridges: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """Bridges with VLAN networks after the bridges they ride on (the state file sorts by name)."""
     return sorted(bridges.items(), key=lambda item: item[1].get("parent") is not None)
 
@@ -47,16 +47,15 @@ class RunPort:
 
 
 class Switch:
-    def __init__(self, db: StateFile, fdb_limit: int = DEFAULT_LIMIT,
-                 register: Optional[Register] = None, unregister: Optional[Unregister] = None) -> None:
+    def __init__(self, db: StateFile, fdb_limit: int = DEFAULT_LIMIT, loop: Optional[EventLoop] = None) -> None:
         self.db = db
         self.fdb_limit = fdb_limit
         self.config = Config()
         self.bridges: dict[str, Bridge] = {}
         self.internal: dict[str, RunPort] = {}
         self.ports: dict[str, RunPort] = {}
-        self._register = register or (lambda fd, handler: None)
-        self._unregister = unregister or (lambda fd: None)
+        self.loop = loop or EventLoop()
+        self.owner = netdev.owner_mark(db.path)
         self._last_retry = 0.0
 
     # -- start-up ---------------------------------------------------------------------------------
@@ -64,12 +63,13 @@ class Switch:
         """Bring back every bridge and port of the state file; devices that fail are retried later."""
         config = self.db.load()
         self.config = config
-        for name, settings in _parents_first(config.bridges):
+        netdev.remove_orphans(self.owner, set(config.bridges) | set(config.ports), self.loop.closer)
+        for name, settings in parents_first(config.bridges):
             self._new_bridge(name, settings)
             internal = RunPort(name, "internal")
             try:
-                internal.io = netdev.TapIO(name, internal.port, mtu=settings["mtu"],
-                                           mac=settings["mac"] or stable_mac(name))
+                internal.io = netdev.TapIO(name, internal.port, self.loop, owner=self.owner, mtu=settings["mtu"],
+                                          mac=settings["mac"] or stable_mac(name))
             except VswitchError as err:
                 internal.status = err.message
                 log.error("bridge %s: internal port not restored: %s", name, err.message)
@@ -77,7 +77,8 @@ class Switch:
         for name, spec in config.ports.items():
             run = RunPort(name, spec["type"])
             try:
-                run.io = netdev.open_io(name, spec["type"], run.port, mtu=config.bridges[spec["bridge"]]["mtu"])
+                run.io = netdev.open_io(name, spec["type"], run.port, self.loop, owner=self.owner,
+                                        mtu=config.bridges[spec["bridge"]]["mtu"])
             except VswitchError as err:
                 run.status = err.message
                 log.error("port %s not restored (will retry): %s", name, err.message)
@@ -88,6 +89,7 @@ class Switch:
     def transact(self, changes: Sequence[Any]) -> dict[str, Any]:
         old = self.config
         new = apply_changes(old, changes)
+        faults.reached("transact.validated")
         created: dict[str, RunPort] = {}
         internals: dict[str, RunPort] = {}
         undo: list[Callable[[], None]] = []
@@ -95,11 +97,12 @@ class Switch:
             for name, settings in new.bridges.items():
                 if name not in old.bridges:
                     run = RunPort(name, "internal")
-                    run.io = netdev.TapIO(name, run.port, mtu=settings["mtu"],
+                    run.io = netdev.TapIO(name, run.port, self.loop, owner=self.owner, mtu=settings["mtu"],
                                           mac=settings["mac"] or stable_mac(name))
                     internals[name] = run
-                else:
-                    self._prepare_bridge_settings(name, old.bridges[name], settings, undo)
+                    faults.reached("transact.internal-created")
+                elif self._prepare_bridge_settings(name, old.bridges[name], settings, undo):
+                    faults.reached("transact.settings-changed")
             for name, spec in new.ports.items():
                 before = old.ports.get(name)
                 if before is not None and _io_class(before["type"]) != _io_class(spec["type"]):
@@ -108,14 +111,21 @@ class Switch:
                                         "first, then add it with the new type")
                 if before is None:
                     run = RunPort(name, spec["type"])
-                    run.io = netdev.open_io(name, spec["type"], run.port, mtu=new.bridges[spec["bridge"]]["mtu"])
+                    run.io = netdev.open_io(name, spec["type"], run.port, self.loop, owner=self.owner,
+                                            mtu=new.bridges[spec["bridge"]]["mtu"])
                     created[name] = run
+                    faults.reached("transact.port-opened")
             if new != old:
                 self.db.save(new)
+                faults.reached("transact.saved")
         except Exception as err:  # noqa: BLE001 - whatever failed, undo what was prepared
-            for run in [*created.values(), *internals.values()]:
-                if run.io is not None:
-                    run.io.close(keep=getattr(run.io, "adopted", False))
+            closed = [run for run in [*created.values(), *internals.values()] if run.io is not None]
+            for run in closed:
+                run.io.close(keep=getattr(run.io, "adopted", False))
+            # The error says nothing was changed: reply only once the TAPs it created are gone (their
+            # closes run in parallel on the closer's threads; this waits for the slowest, not their sum).
+            for run in closed:
+                self.loop.closer.wait_for(run.port.name)
             for step in reversed(undo):
                 try:
                     step()
@@ -125,13 +135,16 @@ class Switch:
                 raise
             raise BackendError("transaction", len(changes), f"failed: {err}") from err
         self._commit(old, new, created, internals)
+        faults.reached("transact.committed")
         return {"changed": new != old, "serial": self.db.serial}
 
     def _prepare_bridge_settings(self, name: str, old: dict[str, Any], new: dict[str, Any],
-                                 undo: list[Callable[[], None]]) -> None:
+                                 undo: list[Callable[[], None]]) -> bool:
+        """Change the internal port's MTU/MAC as ``new`` says; True if its device was changed."""
         run = self.internal.get(name)
         if run is None or run.io is None:
-            return
+            return False
+        changed = new["mtu"] != old["mtu"] or new["mac"] != old["mac"]
         if new["mtu"] != old["mtu"]:
             netdev.set_mtu(name, new["mtu"])
             undo.append(lambda: netdev.set_mtu(name, old["mtu"]))
@@ -139,14 +152,17 @@ class Switch:
             previous = netdev.get_mac(name)
             netdev.set_mac(name, new["mac"] or stable_mac(name))
             undo.append(lambda: netdev.set_mac(name, previous))
+        return changed
 
     def _commit(self, old: Config, new: Config, created: dict[str, RunPort], internals: dict[str, RunPort]) -> None:
         self.config = new  # ports are configured from the new bridges (a VLAN network's tag)
         for name in [p for p in old.ports if p not in new.ports]:
             self._drop_port(name)
+            faults.reached("commit.port-dropped")
         for name in [b for b in old.bridges if b not in new.bridges]:
             self._drop_bridge(name)
-        for name, settings in _parents_first(new.bridges):
+            faults.reached("commit.bridge-dropped")
+        for name, settings in parents_first(new.bridges):
             if name in internals:
                 self._new_bridge(name, settings)
                 self._commit_internal(name, internals[name])
@@ -181,13 +197,13 @@ class Switch:
         run.port.configure(vlan=self._vlan_of(name))
         if run.io is not None:
             self.bridges[name].attach(run.port)
-            self._register(run.io.fileno(), self._handler(run, run.io))
+            self.loop.register(run.io.fileno(), self._handler(run, run.io))
 
     def _commit_port(self, name: str, run: RunPort, spec: dict[str, Any]) -> None:
         self.ports[name] = run
         self._configure(run, spec)
         if run.io is not None:
-            self._register(run.io.fileno(), self._handler(run, run.io))
+            self.loop.register(run.io.fileno(), self._handler(run, run.io))
 
     def _configure(self, run: RunPort, spec: dict[str, Any]) -> None:
         tag = self._vlan_of(spec["bridge"])
@@ -203,11 +219,11 @@ class Switch:
         else:
             bridge.attach(run.port)
 
-    def _handler(self, run: RunPort, io: netdev.TapIO | netdev.PacketIO) -> Callable[[int, float], None]:
-        # ``io`` is passed by callers that checked ``run.io`` is open, so the handler needs no check of its own.
+    def _handler(self, run: RunPort, io: Any) -> Callable[[int, float], None]:
+        """``io``: the port's open io, passed by the callers that just checked it (no assert: python -O)."""
 
         def handle(events: int, now: float) -> None:
-            if events & 0x18 and not io.healthy():   # EPOLLERR | EPOLLHUP
+            if events & HANGUP and not io.healthy():
                 self._lost(run, "device removed")
                 return
             io.receive(now)
@@ -225,12 +241,12 @@ class Switch:
             run.port.bridge.detach(run.port)
         if run.io is not None:
             try:
-                self._unregister(run.io.fileno())
+                self.loop.unregister(run.io.fileno())
             except (OSError, ValueError):
                 pass
             run.io.close(keep=keep)
             run.io = None
-            run.port.send = run.port._no_io
+            run.port.send = run.port.no_io
 
     def _drop_port(self, name: str, keep: bool = False) -> None:
         run = self.ports.pop(name)
@@ -258,7 +274,7 @@ class Switch:
             if run.io is None:
                 spec = self.config.ports[name]
                 try:
-                    run.io = netdev.open_io(name, spec["type"], run.port,
+                    run.io = netdev.open_io(name, spec["type"], run.port, self.loop, owner=self.owner,
                                             mtu=self.config.bridges[spec["bridge"]]["mtu"])
                 except VswitchError as err:
                     run.status = err.message
@@ -273,7 +289,7 @@ class Switch:
             self._drop_port(name, keep=True)
         for name in list(self.internal):
             self._drop_bridge(name, keep=True)
-        netdev.closer.drain()
+        self.loop.closer.drain()
 
     # -- reporting --------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
