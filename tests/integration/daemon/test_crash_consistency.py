@@ -79,8 +79,9 @@ def test_a_crash_at_any_step_leaves_exactly_the_committed_taps_after_restart(net
     d.env = {}
     d.start()
     on_disk = json.loads(d.state_file.read_text())
-    committed = crash_at.split("@")[0] not in ("transact.validated", "transact.internal-created",
-                                                "transact.settings-changed", "transact.port-opened")
+    before_commit = ("transact.validated", "transact.internal-created", "transact.settings-changed",
+                     "transact.port-opened")
+    committed = crash_at.split("@")[0] not in before_commit
     if committed:
         assert set(on_disk["bridges"]) == {"br0", "br1"}
         assert set(on_disk["ports"]) == {"a2", "a3", "p1", "b0", "b1", "b2"}

@@ -141,4 +141,3 @@ def switched_hosts(lab, vswitchd, daemon_ns: str, hosts: int = 2):
     daemon = vswitchd(daemon_ns)
     daemon.transact(ch("add_bridge", "br0"), *[ch("add_port", f"p{i}", bridge="br0") for i in range(1, hosts + 1)])
     return daemon, names
-

@@ -21,7 +21,6 @@ if TYPE_CHECKING:   # aliases for hints only: subscripting collections.abc types
     Check = Callable[[str, Any], Any]   # (field, value) -> the checked value; raises ValidationError
 
 
-
 @dataclass(frozen=True)
 class Param:
     name: str

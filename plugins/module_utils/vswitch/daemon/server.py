@@ -50,7 +50,6 @@ MAX_CONNECTIONS = 64
 IDLE_TIMEOUT = 30.0
 
 
-
 def handle_request(line: bytes, methods: Mapping[str, Method]) -> dict[str, Any]:
     """Answer one request line. Never raises: every failure becomes an error reply."""
     try:

@@ -69,7 +69,7 @@ class Switch:
             internal = RunPort(name, "internal")
             try:
                 internal.io = netdev.TapIO(name, internal.port, self.loop, owner=self.owner, mtu=settings["mtu"],
-                                          mac=settings["mac"] or stable_mac(name))
+                                           mac=settings["mac"] or stable_mac(name))
             except VswitchError as err:
                 internal.status = err.message
                 log.error("bridge %s: internal port not restored: %s", name, err.message)
