@@ -309,4 +309,3 @@ class Channel:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-
