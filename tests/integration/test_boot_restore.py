@@ -55,11 +55,21 @@ def test_declared_networks_come_back_after_every_link_is_gone(hv):
     stored = json.loads((hv.state_dir / "declared.json").read_text())
     assert set(stored["bridges"]) == {"xenbr0", "xapi1", "xapi2"} and set(stored["ports"]) == {"vif1.0", "veth7"}
 
+    assert hv.module("vswitch_info", fdb=False)["vswitch"]["declaration"]["drift"] == []
+    sh("ip", "-n", hv.ns, "link", "set", "veth7", "nomaster")          # brctl delif, by hand
+    sh("ip", "-n", hv.ns, "link", "set", "xapi1", "type", "bridge", "ageing_time", "30000")
+    drift = hv.module("vswitch_info", fdb=False)["vswitch"]["declaration"]["drift"]
+    assert drift == [{"kind": "bridge", "name": "xapi1", "field": "ageing_time", "declared": 0, "actual": 300},
+                     {"kind": "port", "name": "veth7", "field": "bridge", "declared": "xapi1", "actual": None}]
+
     # The reboot: every bridge is gone, the VM's VIF with it, and the NIC comes back bare.
     for name in ("xenbr0", "xapi1", "xapi2", "peth0", "vif1.0"):
         sh("ip", "-n", hv.ns, "link", "del", name)
     hv.veth("peth0")
     assert "xenbr0" not in links(hv) and links(hv)["peth0"].get("ifalias") is None
+    drift = hv.module("vswitch_info", fdb=False)["vswitch"]["declaration"]["drift"]
+    assert {(e["name"], e["field"]) for e in drift} == {("xenbr0", "state"), ("xapi1", "state"), ("xapi2", "state"),
+                                                         ("veth7", "bridge")}
 
     checked = run_boot(hv, "--check")
     assert checked.returncode == 0 and "would add_bridge xenbr0" in checked.stdout, checked
@@ -71,6 +81,7 @@ def test_declared_networks_come_back_after_every_link_is_gone(hv):
     after = configuration(hv)
     expected = {k: v for k, v in declared.items() if k != "vif1.0"}
     assert after == expected
+    assert hv.module("vswitch_info", fdb=False)["vswitch"]["declaration"]["drift"] == []
 
     assert run_boot(hv).stdout.strip().endswith("s)") and "already matches" in run_boot(hv).stdout
     again = hv.module("vswitch_bridge", bridges=BRIDGES)

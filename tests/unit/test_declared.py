@@ -260,3 +260,40 @@ def test_declared_port_replaces_a_stale_bridge_entry(tmp_path):
     actions.port({"bridge": "xenbr0", "name": "xapi1"}, _fresh(host), False)
     decl = store.load()[0]
     assert set(decl.bridges) == {"xenbr0"} and decl.ports == {"xapi1": {"bridge": "xenbr0"}}
+
+
+# ------------------------------------------------------------------ drift
+def test_info_reports_drift_between_declaration_and_host(tmp_path):
+    host, backend, store = _host(tmp_path)
+    actions.bridge({"bridges": [{"name": "xenbr0", "uplink": "peth0"}, {"name": "xapi1", "ageing_time": 0}]},
+                   host, False)
+    actions.port({"ports": [{"name": "vif1.0", "bridge": "xenbr0"}, {"name": "vif2.0", "bridge": "xapi1"}]},
+                 _fresh(host), False)
+    assert actions.info({}, _fresh(host)).values["vswitch"]["declaration"] == {
+        "path": store.path, "error": None, "drift": []}
+    # By hand: xapi1 loses its ageing, vif1.0 is detached, and vif2.0's VM stops (its VIF is gone).
+    bridges = dict(backend.state.bridges)
+    bridges["xapi1"] = replace(bridges["xapi1"], ageing_time=300, ports=())
+    bridges["xenbr0"] = replace(bridges["xenbr0"], ports=("peth0",))
+    ports = {k: v for k, v in backend.state.ports.items() if k == "peth0"}
+    links = {k: v for k, v in backend.state.links.items() if k != "vif2.0"}
+    backend.state = replace(backend.state, bridges=bridges, ports=ports, links=links)
+    facts = actions.info({}, _fresh(host)).values["vswitch"]["declaration"]
+    assert facts["drift"] == [
+        {"kind": "bridge", "name": "xapi1", "field": "ageing_time", "declared": 0, "actual": 300},
+        {"kind": "port", "name": "vif1.0", "field": "bridge", "declared": "xenbr0", "actual": None}]
+    only = actions.info({"bridges": ["xapi1"]}, _fresh(host)).values["vswitch"]["declaration"]["drift"]
+    assert [e["name"] for e in only] == ["xapi1"]
+    del bridges["xenbr0"]
+    backend.state = replace(backend.state, bridges=bridges, ports={})
+    facts = actions.info({}, _fresh(host)).values["vswitch"]["declaration"]
+    assert {"kind": "bridge", "name": "xenbr0", "field": "state", "declared": "present", "actual": "absent"} \
+        in facts["drift"]
+
+
+def test_info_reports_a_damaged_declaration_instead_of_failing(tmp_path):
+    host, _, store = _host(tmp_path)
+    with open(store.path, "w") as handle:
+        handle.write("{")
+    facts = actions.info({}, host).values["vswitch"]["declaration"]
+    assert facts["drift"] == [] and "is truncated" in facts["error"] and store.path in facts["error"]

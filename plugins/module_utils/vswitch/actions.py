@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
-from .declared import Intent, record
+from .declared import DeclarationStore, Intent, drift, record
 from .errors import ConflictError, ValidationError, VswitchError
 from .host import Host, converge
 from .model import BridgeSpec, Change, HostState, PortSpec, VlanSpec
@@ -192,4 +192,25 @@ def info(params: Mapping[str, Any], host: Host) -> Result:
     facts: dict[str, Any] = {"bridges": bridges, "ports": ports, "vlans": vlans, "datapaths": list(state.datapaths)}
     if params.get("fdb", True):
         facts["fdb"] = [vars(entry) for entry in host.fdb() if entry.bridge in bridges]
+    if host.declarations is not None:
+        facts["declaration"] = _declaration_facts(host.declarations, state, wanted)
     return Result(changed=False, values={"vswitch": facts, "ansible_facts": {"vswitch": facts}})
+
+
+def _declaration_facts(store: DeclarationStore, state: HostState, wanted: Optional[set[str]]) -> dict[str, Any]:
+    """Where the declaration is and how the host drifted from it; a damaged one is reported, not fatal."""
+    facts: dict[str, Any] = {"path": store.path, "error": None, "drift": []}
+    try:
+        declared, problem = store.load()
+    except VswitchError as err:
+        facts["error"] = err.message
+        return facts
+    if problem is not None:
+        facts["error"] = problem.message
+        facts["path"] = store.good_path
+    entries = drift(declared, state)
+    if wanted is not None:
+        entries = [e for e in entries if e["name"] in wanted
+                   or (e["kind"] == "port" and declared.ports[e["name"]]["bridge"] in wanted)]
+    facts["drift"] = entries
+    return facts

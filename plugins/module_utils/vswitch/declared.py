@@ -338,3 +338,51 @@ def record(decl: Declaration, intent: Intent, changes: Iterable[Change], after: 
         if ports.get(port.name, {}).get("bridge") == port.bridge:
             del ports[port.name]
     return Declaration(bridges=bridges, vlans=vlans, ports=ports)
+
+
+# ------------------------------------------------------------------ drift: declared versus the host now
+def drift(decl: Declaration, state: HostState) -> list[dict[str, Any]]:
+    """Every difference between the declaration and the kernel now, one entry per fact.
+
+    Each entry names the object (``kind``, ``name``), the ``field`` and both values; a ``field`` of
+    ``state`` means the object itself is missing. A declared port whose interface does not exist
+    (a VIF whose VM is stopped) is not drift and is not listed.
+    """
+    found: list[dict[str, Any]] = []
+
+    def differs(kind: str, name: str, field_name: str, declared: Any, actual: Any) -> None:
+        found.append({"kind": kind, "name": name, "field": field_name, "declared": declared, "actual": actual})
+
+    for name in sorted(decl.bridges):
+        spec = decl.bridge_spec(name)
+        current = state.bridges.get(name)
+        if current is None or current.datapath != KERNEL:
+            differs("bridge", name, "state", "present", "absent")
+            continue
+        for key, val in spec.settings().items():
+            if getattr(current, key) != val:
+                differs("bridge", name, key, val, getattr(current, key))
+        if spec.uplink is not None and current.uplink != spec.uplink:
+            differs("bridge", name, "uplink", spec.uplink, current.uplink)
+    for name in sorted(decl.vlans):
+        vlan = decl.vlan_spec(name)
+        current = state.bridges.get(name)
+        if current is None:
+            differs("vlan", name, "state", "present", "absent")
+        elif (current.parent, current.tag) != (vlan.parent, vlan.tag):
+            differs("vlan", name, "parent", f"VLAN {vlan.tag} on {vlan.parent}",
+                    f"VLAN {current.tag} on {current.parent}" if current.parent else "a bridge")
+    for name in sorted(decl.ports):
+        port = decl.port_spec(name)
+        if name not in state.links:
+            continue   # a VIF of a VM that is not running: nothing to compare
+        current = state.ports.get(name)
+        if current is None or current.bridge != port.bridge:
+            differs("port", name, "bridge", port.bridge, current.bridge if current else None)
+            continue
+        for key, val in port.settings().items():
+            if getattr(current, key) != val:
+                have = getattr(current, key)
+                differs("port", name, key, format_vlans(val) if key == "trunks" else val,
+                        format_vlans(have) if key == "trunks" and have else have)
+    return found
