@@ -14,7 +14,7 @@ description:
     with its settings, ports, uplink and forwarding table, what C(brctl show),
     C(brctl showmacs) and C(bridge fdb show) tell.
   - Also reports drift, per host, between what the modules declared on the kernel datapath (the
-    declaration that C(openvif-boot.service) restores at boot) and what the kernel has now: a bridge
+    declaration that C(openvif-boot.service) restores at boot) and what the kernel has now, such as a bridge
     deleted by hand, a port detached with C(brctl), a setting changed by hand.
   - Has no side effects; sets the C(vswitch) fact.
 options:
