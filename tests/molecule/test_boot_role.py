@@ -77,8 +77,6 @@ def test_networkmanager_dropin_unmanages_the_collections_interfaces(tmp_path):
     text = _render(tmp_path, "nm-unmanaged.conf.j2", boot_unmanaged_extra=["uplink9"])
     conf = configparser.ConfigParser(interpolation=None)
     conf.read_string(text)
-    section = conf["device-openvif-unmanaged"]
-    assert section["managed"] == "0"
-    specs = section["match-device"].split(";")
+    specs = conf["keyfile"]["unmanaged-devices+"].split(";")
     assert specs == [f"interface-name:{p}" for p in ("xenbr*", "xapi*", "vif*", "tap*", "vnet*", "peth*", "*-vp",
                                                      "*-vn", "uplink9")]
