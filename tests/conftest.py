@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -47,5 +48,8 @@ def ansible_env() -> dict[str, str]:
         "ANSIBLE_LOCAL_TEMP": str(ROOT / ".cache" / "ansible-tmp"),
         "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
         "PATH": f"{VENV_BIN}:{env.get('PATH', '')}",
+        # Module runs record their declaration: never in this machine's /var/lib/openvif. Tests whose
+        # hosts must not share one set their own per host (HostUnderTest does).
+        "OPENVIF_STATE_DIR": tempfile.mkdtemp(prefix="openvif-state-"),
     })
     return env

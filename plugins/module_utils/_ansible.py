@@ -77,6 +77,8 @@ def run_module(argument_spec: dict[str, Any], action: Callable[[dict[str, Any], 
         if err.name and err.name.split(".")[0] == "pyroute2":
             module.fail_json(msg=missing_required_lib("pyroute2"), exception=traceback.format_exc())
         raise
+    for warning in result.warnings:
+        module.warn(warning)
     output: dict[str, Any] = dict(result.values)
     output["changed"] = result.changed
     if module._diff:  # pylint: disable=protected-access

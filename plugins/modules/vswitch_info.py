@@ -13,6 +13,9 @@ description:
   - Reports every bridge of every datapath on the host (Linux bridges, and vswitchd's when it runs)
     with its settings, ports, uplink and forwarding table, what C(brctl show),
     C(brctl showmacs) and C(bridge fdb show) tell.
+  - Also reports drift, per host, between what the modules declared on the kernel datapath (the
+    declaration that C(openvif-boot.service) restores at boot) and what the kernel has now, such as a bridge
+    deleted by hand, a port detached with C(brctl), a setting changed by hand.
   - Has no side effects; sets the C(vswitch) fact.
 options:
   bridges:
@@ -60,6 +63,21 @@ vswitch:
       description: The datapaths that answered on this host.
       type: list
       elements: str
+    declaration:
+      description:
+        - The declaration kept on the host (C(OPENVIF_STATE_DIR), default C(/var/lib/openvif)) and the
+          host's drift from it.
+        - C(path) is the file read, C(error) what is wrong with the declaration (or null).
+        - C(drift) lists each difference as C(kind) (bridge, vlan, port), C(name), C(field) (C(state)
+          when the object is missing, C(bridge) when a port is on another bridge or none), C(declared)
+          and C(actual). Declared ports whose interface does not exist (VIFs of stopped VMs) are not drift.
+      type: dict
+      sample:
+        path: /var/lib/openvif/declared.json
+        error: null
+        drift:
+          - {kind: bridge, name: xapi1, field: ageing_time, declared: 0, actual: 300}
+          - {kind: port, name: vif1.0, field: bridge, declared: xenbr0, actual: null}
 """
 
 from ansible_collections.openvif.vswitch.plugins.module_utils._ansible import run_module

@@ -12,13 +12,21 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 log() { printf 'molecule-image: %s\n' "$*" >&2; }
 
 SUITE=bookworm
-IMAGE=$OPENVIF_MOLECULE_IMAGE
+# Variants add packages and get an image of their own (OPENVIF_MOLECULE_VARIANT=nm: NetworkManager,
+# for the boot scenario's host whose network manager must leave the collection's interfaces alone).
+VARIANT=${OPENVIF_MOLECULE_VARIANT:-}
+IMAGE=$OPENVIF_MOLECULE_IMAGE${VARIANT:+-$VARIANT}
 # What the scenarios need inside the container:
 #   systemd, systemd-sysv, dbus    systemd as PID 1, systemctl
 #   python3                        ansible modules
 #   iproute2, iputils-ping, procps the verify steps (ip netns, veth, ping, ps)
 #   tcpdump                        capture frames on a port when a check needs to see them
 PKGS="python3,systemd,systemd-sysv,dbus,iproute2,iputils-ping,procps,tcpdump"
+case "$VARIANT" in
+  "") ;;
+  nm) PKGS="$PKGS,network-manager,libpam-systemd" ;;   # libpam-systemd: the logind polkitd needs
+  *) log "unknown image variant '$VARIANT' (known: nm)"; exit 1 ;;
+esac
 MIRROR=${MIRROR:-$(grep -h '^URIs:' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1 | awk '{print $2}')}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # pyroute2 for the kernel backend, at the version the project pins (Debian's 0.7 is too old),
@@ -26,11 +34,12 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 PYROUTE2=$(grep -h '^pyroute2==' "$MOLECULE_ROOT_DIR/requirements/test.txt" | head -1)
 PYROUTE2=${PYROUTE2:-pyroute2==0.9.7}
 KEY=$(printf '%s\n' "$SUITE" "$PKGS" "$PYROUTE2" "v2" | sha256sum | cut -c1-12)
-TARBALL=$BASE/build/rootfs-$SUITE-$KEY.tar
+NAME=rootfs-${VARIANT:+$VARIANT-}$SUITE   # rootfs-bookworm-* never matches a variant's rootfs-nm-bookworm-*
+TARBALL=$BASE/build/$NAME-$KEY.tar
 
 if [ ! -s "$TARBALL" ] || [ "${REBUILD:-0}" = 1 ]; then
   command -v debootstrap >/dev/null || { log "debootstrap missing: run scripts/molecule/setup.sh"; exit 1; }
-  ROOTFS=$BASE/build/rootfs-$SUITE-$KEY
+  ROOTFS=$BASE/build/$NAME-$KEY
   rm -rf "$ROOTFS"
   mkdir -p "$BASE/build"
   t0=$(date +%s)
@@ -59,7 +68,7 @@ if [ ! -s "$TARBALL" ] || [ "${REBUILD:-0}" = 1 ]; then
   mv "$TARBALL.partial" "$TARBALL"
   rm -rf "$ROOTFS"
   # Older tarballs of other package lists are dead weight.
-  find "$BASE/build" -maxdepth 1 -name "rootfs-$SUITE-*.tar" ! -name "$(basename "$TARBALL")" -delete
+  find "$BASE/build" -maxdepth 1 -name "$NAME-*.tar" ! -name "$(basename "$TARBALL")" -delete
   log "debootstrap + tarball: $(( $(date +%s) - t0 ))s"
 fi
 

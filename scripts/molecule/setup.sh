@@ -101,6 +101,7 @@ fi
 
 # --- image ----------------------------------------------------------------------------------
 "$HERE/build-image.sh"
+OPENVIF_MOLECULE_VARIANT=nm "$HERE/build-image.sh"   # the boot scenario's NetworkManager host
 
 podman info --format '{{.Host.OCIRuntime.Name}} {{.Store.GraphRoot}}' >/dev/null ||
   die "podman does not start with $CONTAINERS_CONF"

@@ -16,7 +16,8 @@ class HostUnderTest:
 
     def __init__(self, lab, env, tmp: Path) -> None:
         self.lab = lab
-        self.env = env
+        self.state_dir = tmp / "state"   # this host's own declaration (OPENVIF_STATE_DIR)
+        self.env = dict(env, OPENVIF_STATE_DIR=str(self.state_dir))
         self.ns = lab.ns("hv")
         self.inventory = write_inventory(tmp, {"hv": self.ns}, sys.executable)
 

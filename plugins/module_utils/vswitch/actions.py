@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from . import validate as v
+from .declared import DeclarationStore, Intent, drift, record
 from .errors import ConflictError, ValidationError, VswitchError
 from .host import Host, converge
 from .model import BridgeSpec, Change, HostState, PortSpec, VlanSpec
@@ -26,15 +27,35 @@ def _bridge_view(state: HostState, name: str) -> dict[str, Any]:
     return {"state": "present", **bridge.to_facts()}
 
 
-def _converge(host: Host, changes: Sequence[Change], state: HostState, check_mode: bool) -> HostState:
-    """Apply the plan (unless checking) and return the state it leads to (the plan decides every value)."""
+def _converge(host: Host, changes: Sequence[Change], state: HostState, check_mode: bool,
+              intent: Intent) -> HostState:
+    """Apply the plan (unless checking), record what was declared, and return the state it leads to.
+
+    The one place where module runs meet the persisted declaration: it is read before anything
+    changes (a damaged or newer one fails the run with the host untouched, check mode included)
+    and written only after the host took the whole plan, so a failed run leaves it as it was.
+    """
     predicted = simulate(state, changes)
+    store = host.declarations
+    declared, problem = None, None
+    if store is not None:
+        declared, problem = store.load()
+        if problem is not None:
+            host.warnings.append(problem.message + f"; using the last good copy {store.good_path} (a real run "
+                                                   "writes it back as the declaration)")
     converge(host, changes, state, check_mode)
+    if store is not None and declared is not None and not check_mode:
+        updated = record(declared, intent, changes, predicted)
+        if updated != declared or problem is not None:
+            store.save(updated)
+            warning = store.warn_once_without_boot_unit() if updated.bridges or updated.vlans else None
+            if warning:
+                host.warnings.append(warning)
     return predicted
 
 
-def _report(changes: Sequence[Change], before: Any, after: Any, **values: Any) -> Result:
-    return Result(changed=bool(changes), before=before, after=after,
+def _report(host: Host, changes: Sequence[Change], before: Any, after: Any, **values: Any) -> Result:
+    return Result(changed=bool(changes), before=before, after=after, warnings=list(host.warnings),
                   values={"changes": [c.describe() for c in changes], **values})
 
 
@@ -57,6 +78,7 @@ def bridge(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
     absent = params.get("state") == "absent"
     state = host.read()
     planned, changes, names = state, [], []
+    intent = Intent()
     for index, entry in enumerate(entries):
         try:
             if not isinstance(entry, Mapping):
@@ -71,15 +93,19 @@ def bridge(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
         except VswitchError as err:
             raise (err.at(f"bridges[{index}]") if items is not None else err) from None
         names.append(spec.name)
+        if absent:
+            intent.absent_bridges.append(spec.name)
+        else:
+            intent.bridges.append(spec)
         changes.extend(step)
         planned = simulate(planned, step)
-    after = _converge(host, changes, state, check_mode)
+    after = _converge(host, changes, state, check_mode, intent)
     if items is None:
         view = _bridge_view(after, names[0])
-        return _report(changes, _bridge_view(state, names[0]), view, bridge=view)
+        return _report(host, changes, _bridge_view(state, names[0]), view, bridge=view)
     before_views = {name: _bridge_view(state, name) for name in names}
     after_views = {name: _bridge_view(after, name) for name in names}
-    return _report(changes, {"bridges": before_views}, {"bridges": after_views}, bridges=after_views)
+    return _report(host, changes, {"bridges": before_views}, {"bridges": after_views}, bridges=after_views)
 
 
 def _vlan_view(state: HostState, name: str) -> dict[str, Any]:
@@ -98,13 +124,15 @@ def vlan(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
         if current is not None and current.parent is None:
             raise ConflictError("name", name, "is a bridge, not a VLAN network; remove it with vswitch_bridge")
         changes = plan_bridge_absent(name, state)
+        intent = Intent(absent_bridges=[name])
     else:
         spec = VlanSpec.from_params(params)
         name = spec.name
         changes = plan_vlan(spec, state, host.features)
-    after = _converge(host, changes, state, check_mode)
+        intent = Intent(vlans=[spec])
+    after = _converge(host, changes, state, check_mode, intent)
     view = _vlan_view(after, name)
-    return _report(changes, _vlan_view(state, name), view, vlan=view)
+    return _report(host, changes, _vlan_view(state, name), view, vlan=view)
 
 
 def _port_specs(params: Mapping[str, Any]) -> list[PortSpec]:
@@ -152,10 +180,11 @@ def port(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
         if params.get("ports") is None and err.field.startswith("ports[0]."):
             raise type(err)(err.field[len("ports[0]."):], err.value, err.reason) from None
         raise
-    after = _converge(host, changes, state, check_mode)
+    intent = Intent(ports=specs) if present else Intent(absent_ports=specs)
+    after = _converge(host, changes, state, check_mode, intent)
     touched = sorted({spec.name for spec in specs} | {c.target for c in changes})
     after_view = _ports_view(after, touched)
-    return _report(changes, _ports_view(state, touched), after_view, ports=after_view["ports"])
+    return _report(host, changes, _ports_view(state, touched), after_view, ports=after_view["ports"])
 
 
 def info(params: Mapping[str, Any], host: Host) -> Result:
@@ -168,4 +197,25 @@ def info(params: Mapping[str, Any], host: Host) -> Result:
     facts: dict[str, Any] = {"bridges": bridges, "ports": ports, "vlans": vlans, "datapaths": list(state.datapaths)}
     if params.get("fdb", True):
         facts["fdb"] = [vars(entry) for entry in host.fdb() if entry.bridge in bridges]
+    if host.declarations is not None:
+        facts["declaration"] = _declaration_facts(host.declarations, state, wanted)
     return Result(changed=False, values={"vswitch": facts, "ansible_facts": {"vswitch": facts}})
+
+
+def _declaration_facts(store: DeclarationStore, state: HostState, wanted: Optional[set[str]]) -> dict[str, Any]:
+    """Where the declaration is and how the host drifted from it; a damaged one is reported, not fatal."""
+    facts: dict[str, Any] = {"path": store.path, "error": None, "drift": []}
+    try:
+        declared, problem = store.load()
+    except VswitchError as err:
+        facts["error"] = err.message
+        return facts
+    if problem is not None:
+        facts["error"] = problem.message
+        facts["path"] = store.good_path
+    entries = drift(declared, state)
+    if wanted is not None:
+        entries = [e for e in entries if e["name"] in wanted
+                   or (e["kind"] == "port" and declared.ports[e["name"]]["bridge"] in wanted)]
+    facts["drift"] = entries
+    return facts

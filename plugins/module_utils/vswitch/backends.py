@@ -3,17 +3,19 @@ from __future__ import annotations
 
 from typing import Optional
 
+from .declared import DeclarationStore
 from .host import Backend, Host
 
 
-def open_host(netns: Optional[str] = None) -> Host:
+def open_host(netns: Optional[str] = None, record: bool = True) -> Host:
+    """The host's datapaths; ``record``: module runs keep what they declare in the declaration store."""
     from .kernel import KernelBackend
 
     backends: list[Backend] = [KernelBackend(netns=netns)]
     userspace = _open_userspace()
     if userspace is not None:
         backends.append(userspace)
-    return Host(backends)
+    return Host(backends, declarations=DeclarationStore() if record else None)
 
 
 def _open_userspace() -> Optional[Backend]:

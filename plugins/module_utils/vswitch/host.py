@@ -7,11 +7,14 @@ its datapath's backend and undoes earlier steps if a later one fails.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional, Protocol
+from typing import TYPE_CHECKING, Optional, Protocol
 
 from .errors import BackendError, VswitchError
 from .model import Change, FdbEntry, Features, HostState
 from .plan import invert
+
+if TYPE_CHECKING:
+    from .declared import DeclarationStore
 
 
 class Backend(Protocol):
@@ -29,8 +32,11 @@ class Backend(Protocol):
 
 
 class Host:
-    def __init__(self, backends: Sequence[Backend]) -> None:
+    def __init__(self, backends: Sequence[Backend], declarations: Optional[DeclarationStore] = None) -> None:
         self.backends = {backend.datapath: backend for backend in backends}
+        # Where module runs record what they declared (None: not recorded, as in unit tests).
+        self.declarations = declarations
+        self.warnings: list[str] = []   # for the operator, once per run
 
     @property
     def features(self) -> dict[str, Features]:

@@ -11,3 +11,4 @@ class Result:
     before: Any = None
     after: Any = None
     values: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)   # shown to the operator (module.warn)
