@@ -68,8 +68,8 @@ def test_declared_networks_come_back_after_every_link_is_gone(hv):
     hv.veth("peth0")
     assert "xenbr0" not in links(hv) and links(hv)["peth0"].get("ifalias") is None
     drift = hv.module("vswitch_info", fdb=False)["vswitch"]["declaration"]["drift"]
-    assert {(e["name"], e["field"]) for e in drift} == {("xenbr0", "state"), ("xapi1", "state"), ("xapi2", "state"),
-                                                         ("veth7", "bridge")}
+    expected = {("xenbr0", "state"), ("xapi1", "state"), ("xapi2", "state"), ("veth7", "bridge")}
+    assert {(e["name"], e["field"]) for e in drift} == expected
 
     checked = run_boot(hv, "--check")
     assert checked.returncode == 0 and "would add_bridge xenbr0" in checked.stdout, checked

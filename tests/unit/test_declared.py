@@ -154,7 +154,7 @@ def test_runs_record_declared_settings_pinned_mac_and_ports(tmp_path):
     actions.bridge({"bridges": [{"name": "xenbr0", "uplink": "peth0", "forward_delay": 0},
                                 {"name": "xapi1", "ageing_time": 0}]}, host, False)
     actions.port({"bridge": "xapi1", "ports": ["vif1.0", "vif2.0"]}, _fresh(host), False)
-    decl, _ = store.load()
+    decl, _source = store.load()
     mac = backend.state.bridges["xenbr0"].mac
     assert decl.bridges == {"xenbr0": {"mac": mac, "uplink": "peth0", "forward_delay": 0.0},
                             "xapi1": {"mac": backend.state.bridges["xapi1"].mac, "ageing_time": 0}}
@@ -183,7 +183,7 @@ def test_absent_purge_and_move_remove_entries(tmp_path):
 
 
 def test_access_and_trunk_replace_each_other(tmp_path):
-    host, _, store = _host(tmp_path, features=Features(vlan_filtering=True))
+    host, _backend, store = _host(tmp_path, features=Features(vlan_filtering=True))
     actions.bridge({"name": "xenbr0"}, host, False)
     actions.port({"bridge": "xenbr0", "name": "peth1", "trunks": "5-7,9", "native_vlan": 1}, _fresh(host), False)
     assert store.load()[0].ports["peth1"] == {"bridge": "xenbr0", "trunks": "5-7,9", "native_vlan": 1}
@@ -196,7 +196,7 @@ def test_access_and_trunk_replace_each_other(tmp_path):
 
 
 def test_check_mode_and_userspace_bridges_record_nothing(tmp_path):
-    host, _, store = _host(tmp_path)
+    host, _backend, store = _host(tmp_path)
     actions.bridge({"name": "xenbr0"}, host, True)
     assert not os.path.exists(store.path)
     user = FakeBackend(datapath="userspace")
@@ -240,12 +240,12 @@ def test_damaged_declaration_with_good_copy_warns_and_is_repaired(tmp_path):
 def test_boot_unit_missing_is_said_once_per_host(tmp_path, monkeypatch):
     from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch import declared
     monkeypatch.setattr(declared, "boot_unit_installed", lambda: False)
-    host, _, _ = _host(tmp_path)
+    host, _backend, _store = _host(tmp_path)
     first = actions.bridge({"name": "xenbr0"}, host, False)
     second = actions.bridge({"name": "xapi1"}, _fresh(host), False)
     assert [w for w in first.warnings if "will not survive a reboot" in w] and second.warnings == []
     monkeypatch.setattr(declared, "boot_unit_installed", lambda: True)
-    other, _, _ = _host(tmp_path / "h2")
+    other, _backend2, _store2 = _host(tmp_path / "h2")
     assert actions.bridge({"name": "xenbr0"}, other, False).warnings == []
 
 
@@ -292,7 +292,7 @@ def test_info_reports_drift_between_declaration_and_host(tmp_path):
 
 
 def test_info_reports_a_damaged_declaration_instead_of_failing(tmp_path):
-    host, _, store = _host(tmp_path)
+    host, _backend, store = _host(tmp_path)
     with open(store.path, "w") as handle:
         handle.write("{")
     facts = actions.info({}, host).values["vswitch"]["declaration"]

@@ -111,9 +111,9 @@ def parse(text: str, path: str) -> Declaration:
         raise DeclarationError(path, version, f"is not a declaration version (this collection writes version "
                                               f"{VERSION})")
     if version > VERSION:
-        raise NewerDeclarationError(path, version, f"is the version of a newer openvif.vswitch (this one reads up to "
-                                              f"version {VERSION}); refusing to read or overwrite it: upgrade "
-                                              "the collection on this host")
+        raise NewerDeclarationError(path, version,
+                                    f"is the version of a newer openvif.vswitch (this one reads up to version "
+                                    f"{VERSION}); refusing to read or overwrite it: upgrade the collection on this host")
     _only(path, "", data, TOP_FIELDS)
     decl = Declaration(bridges=_entries(path, data, "bridges", BRIDGE_FIELDS),
                        vlans=_entries(path, data, "vlans", VLAN_FIELDS),
