@@ -113,7 +113,8 @@ def parse(text: str, path: str) -> Declaration:
     if version > VERSION:
         raise NewerDeclarationError(path, version,
                                     f"is the version of a newer openvif.vswitch (this one reads up to version "
-                                    f"{VERSION}); refusing to read or overwrite it: upgrade the collection on this host")
+                                    f"{VERSION}); refusing to read or overwrite it: upgrade the collection on this "
+                                    "host")
     _only(path, "", data, TOP_FIELDS)
     decl = Declaration(bridges=_entries(path, data, "bridges", BRIDGE_FIELDS),
                        vlans=_entries(path, data, "vlans", VLAN_FIELDS),
