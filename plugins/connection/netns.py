@@ -27,6 +27,15 @@ options:
       - name: ansible_netns_name
     env:
       - name: ANSIBLE_NETNS_NAME
+  vswitchd_socket:
+    description:
+      - The control socket of the vswitchd serving this namespace. Tasks run with C(VSWITCHD_SOCKET)
+        set to it, so modules find that host's daemon whether they run from a playbook or ad hoc
+        (C(ansible hv3 -m openvif.vswitch.vswitch_info)); several daemons share one machine in the lab.
+      - Unset, modules use C(VSWITCHD_SOCKET) from the task's environment, or vswitchd's default socket.
+    type: str
+    vars:
+      - name: vswitchd_socket
 """
 
 import os
@@ -46,5 +55,9 @@ class Connection(LocalConnection):
         return name
 
     def exec_command(self, cmd, in_data=None, sudoable=True):
-        wrapped = f"ip netns exec {shlex.quote(self._namespace())} /bin/sh -c {shlex.quote(cmd)}"
+        socket = self.get_option("vswitchd_socket")
+        # env(1) rather than the connection's environment: the inventory variable is the host's fact, and
+        # `ansible` ad hoc has no `environment` keyword to carry it.
+        env = f"env VSWITCHD_SOCKET={shlex.quote(socket)} " if socket else ""
+        wrapped = f"ip netns exec {shlex.quote(self._namespace())} {env}/bin/sh -c {shlex.quote(cmd)}"
         return super().exec_command(wrapped, in_data=in_data, sudoable=sudoable)

@@ -16,3 +16,8 @@ def state_file() -> str:
 
 def socket_path() -> str:
     return os.environ.get("VSWITCHD_SOCKET") or SOCKET
+
+
+def socket_configured() -> bool:
+    """True when the socket was named for this run (``VSWITCHD_SOCKET``), not vswitchd's default."""
+    return bool(os.environ.get("VSWITCHD_SOCKET"))
