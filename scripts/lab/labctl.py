@@ -185,7 +185,8 @@ def main() -> int:
     parser.add_argument("--topology", type=Path, default=TOPOLOGY)
     parser.add_argument("--prefix", help="name the lab's namespaces <prefix>-* (default: the topology's)")
     args = parser.parse_args()
-    prefix = args.prefix or load_prefix(args.topology)
+    # OPENVIF_LAB_PREFIX: a private lab beside the user's (tests); the inventory's lab_prefix reads it too.
+    prefix = args.prefix or os.environ.get("OPENVIF_LAB_PREFIX") or load_prefix(args.topology)
     if args.action == "down":
         down(prefix)
         print("lab down")
