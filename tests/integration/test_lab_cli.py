@@ -70,6 +70,7 @@ def lab(fresh_clone) -> Iterator[tuple[str, subprocess.CompletedProcess]]:
         assert not [n for n in os.listdir("/run/netns") if n.startswith(prefix + "-")]
 
 
+@pytest.mark.quick
 def test_help_and_unknown_arguments():
     shown = sh(f"{LAB_SH} --help", "lcnone")
     assert shown.returncode == 0 and "usage: scripts/lab.sh [up|down|status|prove|--help]" in shown.stdout
@@ -79,6 +80,7 @@ def test_help_and_unknown_arguments():
         assert "usage:" in wrong.stderr and wrong.stdout == "", bad   # nothing started
 
 
+@pytest.mark.quick
 def test_down_and_status_work_in_a_fresh_clone_without_a_venv(fresh_clone):
     prefix = "lcn" + uuid.uuid4().hex[:4]
     status = sh("scripts/lab.sh status", prefix, cwd=fresh_clone)
@@ -90,6 +92,7 @@ def test_down_and_status_work_in_a_fresh_clone_without_a_venv(fresh_clone):
     assert prove.returncode == 1 and "scripts/lab.sh up" in prove.stderr
 
 
+@pytest.mark.quick
 def test_labctl_status_needs_no_pyyaml():
     # -S: no site-packages, so no PyYAML, as with a fresh machine's python3 before bootstrap
     done = subprocess.run([sys.executable, "-S", str(ROOT / "scripts/lab/labctl.py"), "status", "--prefix", "lcnoyaml"],
@@ -140,3 +143,24 @@ def test_every_lab_command_in_the_readme_works_as_printed(lab):
     ran = sh(script, prefix)   # one fresh shell, in order, as a reader follows the README
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-4000:]
     assert ran.stdout.count("=== README block") == len(blocks)
+
+
+@pytest.mark.quick
+def test_test_sh_clean_removes_the_molecule_store_and_its_mounts(tmp_path):
+    if os.geteuid() != 0:
+        pytest.fail("mounting needs root; run scripts/test.sh as root")
+    base = tmp_path / "molecule"
+    mount = base / "storage" / "graph" / "overlay" / "x" / "merged"
+    mount.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "fhclean", str(mount)], check=True)
+    (mount / "file").write_text("inside the mount")
+    (base / "images.tar").write_text("cache")
+    env = {**fresh_env("lcnone"), "OPENVIF_MOLECULE_BASE": str(base)}
+    try:
+        done = subprocess.run([str(ROOT / "scripts/test.sh"), "--clean"], env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert f"removed {base}" in done.stdout and not base.exists()
+        assert str(mount) not in Path("/proc/self/mounts").read_text()
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
