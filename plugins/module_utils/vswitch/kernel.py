@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
@@ -33,7 +34,7 @@ NUD_NOARP = 0x40       # entries added as static
 # The settings the kernel keeps as IFLA_BR_* attributes (the others are link attributes: MTU, MAC).
 BRIDGE_ATTRS = {name: setting for name, setting in BRIDGE.items() if setting.bridge_attr is not None}
 
-Undo = Callable[[], None]
+Undo = typing.Callable[[], None]   # evaluated at import: typing's, which 3.8 can subscript
 ATTACH_CHUNK = 256     # attach requests per pipelined send (their ACKs fit the socket's buffer)
 VLAN_ARGS = ("vlan", "trunks", "native_vlan")
 
