@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Optional
 
-from .. import paths
+from .. import paths, proctitle
 from ..errors import VswitchError
 from . import ports
 from .db import StateFile
@@ -77,6 +77,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
+    proctitle.set_name("vswitchd")   # pgrep vswitchd / ps / top, not "python3"
     logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("vswitchd").setLevel(LOG_LEVELS[args.log_level])
 
