@@ -105,7 +105,11 @@ def test_up_then_status_and_prove(lab):
     assert "lab proof: every VM reaches what it should and nothing else" in built.stdout
     status = sh(f"{LAB_SH} status", prefix)
     assert status.returncode == 0, status.stdout + status.stderr
-    assert re.search(rf"^{prefix}-hv3: .*\[vswitchd pid \d+", status.stdout, re.MULTILINE), status.stdout
+    daemon = re.search(rf"^{prefix}-hv3: .*\[vswitchd pid (\d+)", status.stdout, re.MULTILINE)
+    assert daemon, status.stdout
+    # The daemon is listed by its name (pgrep, ps, top), not as python3.
+    assert Path(f"/proc/{daemon.group(1)}/comm").read_text().strip() == "vswitchd"
+    assert daemon.group(1) in subprocess.run(["pgrep", "-x", "vswitchd"], capture_output=True, text=True).stdout.split()
     proof = sh(f"{LAB_SH} prove", prefix)
     assert proof.returncode == 0 and "every VM reaches what it should" in proof.stdout, proof.stdout
 
