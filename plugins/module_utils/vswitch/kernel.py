@@ -79,10 +79,10 @@ class KernelBackend:
     datapath = "kernel"
 
     def __init__(self, netns: Optional[str] = None) -> None:
-        from pyroute2 import IPRoute  # guarded: modules report missing_required_lib on ImportError
+        from .pyroute2_req import iproute  # ImportError: modules report missing_required_lib
 
         self._netns = netns
-        self._ipr = IPRoute(netns=netns) if netns else IPRoute()
+        self._ipr = iproute(netns)
         self._features: Optional[Features] = None
         self._index: dict[str, int] = {}
         self._raw: dict[str, RawLink] = {}  # the last read, so applying needs no extra look-ups
