@@ -47,6 +47,8 @@ echo "== building the lab"
 "$PY" scripts/lab/labctl.py up
 echo "== site.yml, first run"
 ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml --diff
+echo "== the VMs take the MACs the vif_mac role assigned (as Xen's vif = ['mac=...'])"
+"$PY" scripts/lab/labctl.py macs
 echo "== site.yml, second run (must report changed=0)"
 log=$(mktemp)
 ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml | tee "$log"

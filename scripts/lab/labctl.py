@@ -2,7 +2,9 @@
 """Build, prove and remove the local lab described by inventories/lab/topology.yml.
 
     labctl.py up       (re)create the namespaces: physical network, hypervisors, VMs with their VIFs
-    labctl.py prove    ping what must reach and what must not; exit 1 if the switches disagree
+    labctl.py macs     give each VM's NICs the MACs site.yml's vif_mac role assigned (its registry)
+    labctl.py prove    print each VM NIC's MAC and where it came from, then ping what must reach and
+                       what must not; exit 1 if the switches disagree
     labctl.py down     delete every namespace of the lab
     labctl.py status   list the lab's namespaces and daemons; exit 0 when up, 3 when not
 
@@ -13,6 +15,7 @@ physical switch), while the hypervisors' virtual networks are left to site.yml.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -163,8 +166,62 @@ def up(topo: dict) -> NetLab:
     return lab
 
 
+def registry(prefix: str) -> Path:
+    """site.yml's vif_mac registry for this lab (its vif_mac_registry variable)."""
+    return ROOT / ".cache" / "lab" / f"{prefix}-vif_mac_registry.yml"
+
+
+def assigned(prefix: str) -> dict[str, str]:
+    import yaml
+
+    path = registry(prefix)
+    if not path.exists():
+        return {}
+    return (yaml.safe_load(path.read_text()) or {}).get("assignments", {})
+
+
+def vm_nics(topo: dict) -> list[tuple[str, int]]:
+    return [(vm, int(devid)) for vm, spec in topo["vms"].items() for devid in spec["nics"]]
+
+
+def macs(topo: dict) -> int:
+    """The toolstack's part: a VM starts with the MAC its config names (Xen's vif = ['mac=...']).
+
+    site.yml's vif_mac role assigns them fleet-wide; the lab's VMs are namespaces already wired, so
+    their NICs take the registry's MACs here, after the first run wrote it.
+    """
+    table = assigned(topo["prefix"])
+    if not table:
+        raise SystemExit(f"no MAC registry at {registry(topo['prefix'])}: run site.yml first")
+    lab = NetLab(prefix=topo["prefix"])
+    count = 0
+    for vm, devid in vm_nics(topo):
+        mac = table.get(f"{vm}/{devid}")
+        if mac:
+            lab.run(f"{topo['prefix']}-{vm}", "ip", "link", "set", "dev", f"eth{devid}", "address", mac)
+            count += 1
+    return count
+
+
+def nic_mac(ns: str, nic: str) -> str:
+    return json.loads(sh("ip", "-n", ns, "-j", "link", "show", nic).stdout)[0]["address"]
+
+
+def print_macs(topo: dict) -> None:
+    table = assigned(topo["prefix"])
+    print(f"{'vm':6} {'nic':5} {'mac':18} from")
+    for vm, devid in vm_nics(topo):
+        mac = nic_mac(f"{topo['prefix']}-{vm}", f"eth{devid}")
+        key = f"{vm}/{devid}"
+        source = (f"vif_mac registry, {key} ({registry(topo['prefix']).relative_to(ROOT)})" if table.get(key) == mac
+                  else "random: not the registry's" + (f" {table[key]}" if key in table else " (no entry)"))
+        print(f"{vm:6} eth{devid:<2} {mac:18} {source}")
+    print()
+
+
 def prove(topo: dict) -> bool:
     lab = NetLab(prefix=topo["prefix"])
+    print_macs(topo)
     ok = True
     print(f"{'from':6} {'to':16} {'expected':9} {'result':9} why")
     for kind, cases in (("reach", topo["expect"]["reach"]), ("isolated", topo["expect"]["isolated"])):
@@ -181,7 +238,7 @@ def prove(topo: dict) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["up", "down", "prove", "status"])
+    parser.add_argument("action", choices=["up", "down", "macs", "prove", "status"])
     parser.add_argument("--topology", type=Path, default=TOPOLOGY)
     parser.add_argument("--prefix", help="name the lab's namespaces <prefix>-* (default: the topology's)")
     args = parser.parse_args()
@@ -201,6 +258,9 @@ def main() -> int:
     if not lab_namespaces(prefix):
         print(f"the lab is not up (no namespaces {prefix}-*): scripts/lab.sh up", file=sys.stderr)
         return 1
+    if args.action == "macs":
+        print(f"VM NICs given their assigned MACs: {macs(topo)}")
+        return 0
     return 0 if prove(topo) else 1
 
 

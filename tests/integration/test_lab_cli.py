@@ -103,6 +103,10 @@ def test_labctl_status_needs_no_pyyaml():
 def test_up_then_status_and_prove(lab):
     prefix, built = lab
     assert "lab proof: every VM reaches what it should and nothing else" in built.stdout
+    # Every VM NIC carries the MAC the vif_mac role assigned, and prove says so.
+    nics = re.findall(r"^(vm\d+)\s+(eth\d)\s+(\S+)\s+(.*)$", built.stdout, re.MULTILINE)
+    assert len(nics) == 10 and all(src.startswith("vif_mac registry") for *_, src in nics), built.stdout
+    assert all(mac.startswith("00:16:3e:") for _, _, mac, _ in nics)
     status = sh(f"{LAB_SH} status", prefix)
     assert status.returncode == 0, status.stdout + status.stderr
     daemon = re.search(rf"^{prefix}-hv3: .*\[vswitchd pid (\d+)", status.stdout, re.MULTILINE)
