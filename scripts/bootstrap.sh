@@ -53,4 +53,4 @@ fi
 coll="$ROOT/.cache/collections/ansible_collections/openvif"
 mkdir -p "$coll"
 ln -sfn "$ROOT" "$coll/vswitch"
-echo "bootstrap: $PROFILE ready ($("$ROOT/.venv/bin/ansible" --version | head -1))"
+echo "bootstrap: $PROFILE ready ($("$ROOT/.venv/bin/ansible" --version | sed -n 1p))"   # sed reads it all: head would break ansible's pipe

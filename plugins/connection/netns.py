@@ -27,6 +27,23 @@ options:
       - name: ansible_netns_name
     env:
       - name: ANSIBLE_NETNS_NAME
+  vswitchd_socket:
+    description:
+      - The control socket of the vswitchd serving this namespace. Tasks run with C(VSWITCHD_SOCKET)
+        set to it, so modules find that host's daemon whether they run from a playbook or ad hoc
+        (C(ansible hv3 -m openvif.vswitch.vswitch_info)); several daemons share one machine in the lab.
+      - Unset, modules use C(VSWITCHD_SOCKET) from the task's environment, or vswitchd's default socket.
+    type: str
+    vars:
+      - name: vswitchd_socket
+  openvif_state_dir:
+    description:
+      - Where this host keeps its declared networks (what C(vswitch.boot) restores). Tasks run with
+        C(OPENVIF_STATE_DIR) set to it, ad hoc too; lab hosts share one filesystem, so each has its own.
+      - Unset, modules use C(OPENVIF_STATE_DIR) from the task's environment, or C(/var/lib/openvif).
+    type: str
+    vars:
+      - name: openvif_state_dir
 """
 
 import os
@@ -46,5 +63,11 @@ class Connection(LocalConnection):
         return name
 
     def exec_command(self, cmd, in_data=None, sudoable=True):
-        wrapped = f"ip netns exec {shlex.quote(self._namespace())} /bin/sh -c {shlex.quote(cmd)}"
+        # env(1) rather than the connection's environment: the inventory variables are the host's facts, and
+        # `ansible` ad hoc has no `environment` keyword to carry them.
+        settings = {"VSWITCHD_SOCKET": self.get_option("vswitchd_socket"),
+                    "OPENVIF_STATE_DIR": self.get_option("openvif_state_dir")}
+        assignments = " ".join(f"{name}={shlex.quote(value)}" for name, value in settings.items() if value)
+        env = f"env {assignments} " if assignments else ""
+        wrapped = f"ip netns exec {shlex.quote(self._namespace())} {env}/bin/sh -c {shlex.quote(cmd)}"
         return super().exec_command(wrapped, in_data=in_data, sudoable=sudoable)

@@ -18,6 +18,7 @@ def master_of(hv, port):
     return json.loads(sh("ip", "-n", hv.ns, "-j", "link", "show", port).stdout)[0].get("master")
 
 
+@pytest.mark.quick
 def test_bridge_lifecycle_check_first_then_idempotent(hv):
     args = {"name": "xapi1", "stp": False, "forward_delay": 0, "ageing_time": 0, "mtu": 1400}
     checked = hv.module("vswitch_bridge", check=True, **args)
@@ -49,6 +50,7 @@ def test_bridge_lifecycle_check_first_then_idempotent(hv):
     assert hv.module("vswitch_bridge", name="xapi1", state="absent")["changed"] is False
 
 
+@pytest.mark.quick
 def test_uplink_is_attached_promiscuous_and_mac_stays_pinned(hv):
     hv.veth("peth0", "phys")
     result = hv.module("vswitch_bridge", name="xenbr0", uplink="peth0", mac="fe:ff:ff:ff:ff:fe")

@@ -138,11 +138,21 @@ def test_yamllint():
 
 
 def test_ansible_lint(ansible_env):
-    env = dict(ansible_env, ANSIBLE_LINT_NODEPS="1")
-    targets = [p for p in ("playbooks", "roles") if (ROOT / p).exists()]
-    # production: the strictest profile, the one Ansible's collection certification asks for.
-    rc, out = run([str(BIN / "ansible-lint"), "--offline", "--profile", "production", *targets], env=env)
+    # The whole collection (galaxy.yml, changelog, meta, roles, playbooks) with the production profile
+    # that .ansible-lint sets: what ansible-lint on the installed collection reports.
+    env = dict(ansible_env, ANSIBLE_LINT_NODEPS="1", NO_COLOR="1")
+    rc, out = run([str(BIN / "ansible-lint"), "--offline", "--profile", "production"], env=env)
     assert rc == 0 and "Profile 'production' was required, and it passed" in out, out[-6000:]
+
+
+def test_changelog_is_released_for_galaxy_version():
+    import yaml
+
+    rc, out = run([str(BIN / "antsibull-changelog"), "lint"])
+    assert rc == 0, out
+    version = yaml.safe_load((ROOT / "galaxy.yml").read_text())["version"]
+    releases = yaml.safe_load((ROOT / "changelogs" / "changelog.yaml").read_text())["releases"]
+    assert version in releases, f"galaxy.yml's {version} has no release in changelogs/changelog.yaml"
 
 
 def test_collection_builds_offline(tmp_path, ansible_env):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
@@ -33,7 +34,7 @@ NUD_NOARP = 0x40       # entries added as static
 # The settings the kernel keeps as IFLA_BR_* attributes (the others are link attributes: MTU, MAC).
 BRIDGE_ATTRS = {name: setting for name, setting in BRIDGE.items() if setting.bridge_attr is not None}
 
-Undo = Callable[[], None]
+Undo = typing.Callable[[], None]   # evaluated at import: typing's, which 3.8 can subscript
 ATTACH_CHUNK = 256     # attach requests per pipelined send (their ACKs fit the socket's buffer)
 VLAN_ARGS = ("vlan", "trunks", "native_vlan")
 
@@ -78,10 +79,10 @@ class KernelBackend:
     datapath = "kernel"
 
     def __init__(self, netns: Optional[str] = None) -> None:
-        from pyroute2 import IPRoute  # guarded: modules report missing_required_lib on ImportError
+        from .pyroute2_req import iproute  # ImportError: modules report missing_required_lib
 
         self._netns = netns
-        self._ipr = IPRoute(netns=netns) if netns else IPRoute()
+        self._ipr = iproute(netns)
         self._features: Optional[Features] = None
         self._index: dict[str, int] = {}
         self._raw: dict[str, RawLink] = {}  # the last read, so applying needs no extra look-ups

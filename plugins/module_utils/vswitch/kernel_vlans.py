@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Mapping
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 BRIDGE_VLAN_INFO_PVID = 0x2
 BRIDGE_VLAN_INFO_UNTAGGED = 0x4
@@ -30,8 +30,9 @@ DEFAULT_VLAN = 1            # the kernel bridge's default_pvid
 ALL_TAGGED = range(2, 4095)  # what an uplink carries tagged besides the untagged network
 VLAN_LINK_ALIAS = "openvif:vlan-link:"   # + the VLAN network's name
 
-Entries = dict[int, int]     # VID -> BRIDGE_VLAN_INFO_* flags
-VlanSettings = tuple[Optional[int], Optional[tuple[int, ...]], Optional[int]]  # vlan, trunks, native_vlan
+# Aliases are evaluated at import: typing's generics, which Python 3.8 can subscript.
+Entries = Dict[int, int]     # VID -> BRIDGE_VLAN_INFO_* flags
+VlanSettings = Tuple[Optional[int], Optional[Tuple[int, ...]], Optional[int]]  # vlan, trunks, native_vlan
 
 
 def entries_for(vlan: Optional[int], trunks: Optional[Iterable[int]], native_vlan: Optional[int],

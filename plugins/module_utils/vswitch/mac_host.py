@@ -31,10 +31,10 @@ class NetlinkLinks:
     """Links of the network namespace this process runs in, over rtnetlink."""
 
     def read(self) -> list[dict[str, Any]]:
-        from pyroute2 import IPRoute
+        from .pyroute2_req import iproute
 
         out = []
-        with IPRoute() as ipr:
+        with iproute() as ipr:
             for msg in ipr.get_links():
                 info = msg.get_attr("IFLA_LINKINFO")
                 out.append({
@@ -49,10 +49,11 @@ class NetlinkLinks:
         return out
 
     def set_address(self, interface: str, mac: str) -> None:
-        from pyroute2 import IPRoute
         from pyroute2.netlink.exceptions import NetlinkError
 
-        with IPRoute() as ipr:
+        from .pyroute2_req import iproute
+
+        with iproute() as ipr:
             found = ipr.link_lookup(ifname=interface)
             if not found:
                 raise NotFoundError("interface", interface, "does not exist on this host")

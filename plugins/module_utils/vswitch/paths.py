@@ -31,3 +31,8 @@ def state_dir() -> str:
 
 def boot_unit_installed() -> bool:
     return any(os.path.exists(os.path.join(directory, BOOT_UNIT)) for directory in UNIT_DIRS)
+
+
+def socket_configured() -> bool:
+    """True when the socket was named for this run (``VSWITCHD_SOCKET``), not vswitchd's default."""
+    return bool(os.environ.get("VSWITCHD_SOCKET"))

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 from .model import BridgeState, Change, FdbEntry, Features, HostState, Link, PortState
-from .paths import socket_path
-from .rpc import Client
+from .paths import socket_configured, socket_path
+from .rpc import Client, DaemonUnavailable
 from .settings import BRIDGE, PORT, Setting
 
 FEATURES = Features(vlan_filtering=True, port_promiscuous=True, port_security=True, create_ports=True,
@@ -67,9 +67,19 @@ def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def open_userspace(path: Optional[str] = None, **kwargs: Any) -> Optional[UserspaceBackend]:
-    """The backend if vswitchd's control socket exists on this host, else None (datapath unavailable)."""
+    """The backend if vswitchd's control socket exists on this host, else None (datapath unavailable).
+
+    A socket named for this run (``path``, or ``VSWITCHD_SOCKET``) that does not exist is an error, not
+    "no vswitchd here": reading the kernel alone would then report a host without its userspace bridges
+    and plan against that incomplete state. A socket that exists but does not answer fails on the
+    first read, with the path.
+    """
+    configured = path is not None or socket_configured()
     path = path or socket_path()
     if not os.path.exists(path):
+        if configured:
+            raise DaemonUnavailable("vswitchd_socket", path, "is configured for this host (VSWITCHD_SOCKET) but "
+                                    "does not exist: vswitchd is not running there, or the path is wrong")
         return None
     return UserspaceBackend(Client(path), **kwargs)
 

@@ -17,6 +17,7 @@ def userspace_hv(hv, ansible_env, tmp_path):
         daemon.stop()
 
 
+@pytest.mark.quick
 def test_bridge_and_ports_check_mode_first_then_idempotent(userspace_hv):
     hv, daemon = userspace_hv
     bridge = {"name": "xenbr0", "datapath": "userspace", "ageing_time": 0, "mtu": 1500}

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import pytest
+from vswitch import paths
 from vswitch.daemon.config import Config, apply_changes
 from vswitch.model import BridgeSpec, HostState, PortSpec
 from vswitch.plan import plan_bridge, plan_ports
+from vswitch.rpc import DaemonUnavailable
 from vswitch.userspace import FEATURES, UserspaceBackend, open_userspace
 
 
@@ -62,8 +65,33 @@ def test_fdb_and_links():
     assert UserspaceBackend(FakeDaemon()).read().links == {}
 
 
-def test_open_userspace_without_a_socket_is_none(tmp_path, monkeypatch):
-    monkeypatch.setenv("VSWITCHD_SOCKET", str(tmp_path / "missing.sock"))
+def test_open_userspace_without_the_default_socket_is_none(tmp_path, monkeypatch):
+    # No socket named for the run and none at the default path: a kernel-only host, not an error.
+    monkeypatch.delenv("VSWITCHD_SOCKET", raising=False)
+    monkeypatch.setattr(paths, "SOCKET", str(tmp_path / "default.sock"))
     assert open_userspace() is None
     (tmp_path / "present.sock").touch()
     assert open_userspace(str(tmp_path / "present.sock")) is not None
+
+
+def test_open_userspace_with_a_configured_socket_missing_says_so(tmp_path, monkeypatch):
+    missing = str(tmp_path / "missing.sock")
+    monkeypatch.setenv("VSWITCHD_SOCKET", missing)
+    with pytest.raises(DaemonUnavailable) as err:
+        open_userspace()
+    assert (err.value.field, err.value.value) == ("vswitchd_socket", missing)
+    assert "vswitchd is not running there" in err.value.message
+
+
+def test_a_configured_socket_that_does_not_answer_fails_on_read_naming_it(tmp_path, monkeypatch):
+    import socket
+
+    stale = tmp_path / "stale.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(stale))
+    listener.close()  # the file stays, nobody listens: a daemon that died
+    monkeypatch.setenv("VSWITCHD_SOCKET", str(stale))
+    backend = open_userspace()
+    with pytest.raises(DaemonUnavailable) as err:
+        backend.read()
+    assert err.value.value == str(stale) and "cannot be reached" in err.value.message

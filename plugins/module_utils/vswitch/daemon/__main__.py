@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Optional
 
-from .. import paths
+from .. import paths, proctitle
 from ..errors import VswitchError
 from . import faults
 from .db import StateFile
@@ -123,6 +123,7 @@ def announce_ready(notifier: Notifier, switch: Switch, loop: EventLoop, socket_p
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
+    proctitle.set_name("vswitchd")   # pgrep vswitchd / ps / top, not "python3"
     setup_logging(args.log_level)
     try:
         faults.arm(os.environ.get(faults.ENV))

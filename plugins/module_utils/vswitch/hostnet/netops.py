@@ -23,9 +23,9 @@ BR_STATE_FORWARDING = 3
 
 def iproute():
     """A netlink socket in the caller's network namespace (pyroute2 is imported here, lazily)."""
-    from pyroute2 import IPRoute  # noqa: PLC0415 - guarded third-party import
+    from ..pyroute2_req import iproute  # guarded third-party import, checked by version
 
-    return IPRoute()
+    return iproute()
 
 
 def _nested(msg: Any, *path: str) -> Any:
