@@ -85,6 +85,7 @@ def run_fuzz(host, examples: int) -> None:
     one_call()
 
 
+@pytest.mark.quick
 def test_fuzz_small_profile(host):
     run_fuzz(host, 40)
 

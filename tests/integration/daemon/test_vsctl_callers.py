@@ -114,6 +114,7 @@ STDERR_DIFFERS = {
 }
 
 
+@pytest.mark.quick
 def test_command_lines_answer_as_open_vswitch_does(netlab, vswitchd, ovsdb):
     ns = netlab.ns("sw")
     for name in ("vif1.0", "vif2.0", "vif3.0"):
