@@ -10,18 +10,12 @@ import json
 import sys
 from typing import Any, Optional
 
-from .errors import VswitchError
+from .clirun import CliError, run_reporting
 from .rpc import Client
 from .vlans import format_vlans, parse_vlans
 from .vsctl.syntax import format_value
 
 PROG = "vswitchctl"
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _state(client: Client) -> dict[str, Any]:
@@ -364,22 +358,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(args_in)
     if args.command == "del-port" and len(args.names) > 2:
         parser.error("del-port takes [BRIDGE] PORT")
-    try:
+
+    def action() -> str:
         with Client(args.socket, timeout=args.timeout) as client:
             out = args.func(client, args)
-    except CliError as err:
-        if str(err):
-            sys.stderr.write(f"{PROG}: {err}\n")
-        return err.code
-    except VswitchError as err:
-        sys.stderr.write(f"{PROG}: {err.message}\n")
-        return 1
-    except OSError as err:
-        sys.stderr.write(f"{PROG}: {err}\n")
-        return 1
-    if out:
-        sys.stdout.write(f"{out}\n")
-    return 0
+        return f"{out}\n" if out else ""
+    return run_reporting(PROG, action)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional
 
-from ..errors import VswitchError
+from ..clirun import run_reporting
 from ..rpc import Client
 from ..userspace import UserspaceBackend
 from .commands import COMMANDS, Context, check
@@ -35,8 +35,8 @@ def output_options(line: CommandLine) -> dict[str, Any]:
             "no_headings": "no-headings" in line.options}
 
 
-def run(argv: list[str], client: Optional[Client] = None) -> tuple[int, str]:
-    """Run one command line; (exit status, what to print on stdout)."""
+def run(argv: list[str], client: Optional[Client] = None) -> str:
+    """Run one command line; what to print on stdout."""
     line = parse_command_line(argv)
     specs = [check(cmd) for cmd in line.commands]   # every command checked before anything runs
     opts = output_options(line)
@@ -50,7 +50,7 @@ def run(argv: list[str], client: Optional[Client] = None) -> tuple[int, str]:
                 outputs.append(out)
         if ctx.changes and "dry-run" not in line.options:
             backend.apply(ctx.changes)
-    return 0, "".join(out + "\n" for out in outputs)
+    return "".join(out + "\n" for out in outputs)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -58,20 +58,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         sys.stdout.write(USAGE)
         return 0 if args else 1
-    try:
-        code, out = run(args)
-    except VsctlError as err:
-        if str(err):
-            sys.stderr.write(f"{PROG}: {err}\n")
-        return err.code
-    except VswitchError as err:
-        sys.stderr.write(f"{PROG}: transaction error: {err.message}\n")
-        return 1
-    except OSError as err:
-        sys.stderr.write(f"{PROG}: {Client().path}: database connection failed ({err})\n")
-        return 1
-    sys.stdout.write(out)
-    return code
+    return run_reporting(PROG, lambda: run(args), daemon_prefix="transaction error: ",
+                         os_error=lambda err: f"{Client().path}: database connection failed ({err})")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..clirun import CliError
 
-class VsctlError(Exception):
+
+class VsctlError(CliError):
     """An error ovs-vsctl would print as ``ovs-vsctl: MESSAGE`` (exit status ``code``)."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 # Global options: name -> whether it takes a value. Options that only concern a real OVSDB
