@@ -161,13 +161,28 @@ class FileRegistry:
                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
+        self._clear_debris()
         return fd
 
     # -- writing
 
-    def _write_atomically(self, text: str) -> None:
+    def _tmp_prefix(self) -> str:
         directory, name = os.path.split(self.path)
-        tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+        return os.path.join(directory, f".{name}.tmp-")
+
+    def _clear_debris(self) -> None:
+        """Remove temporary files of runs killed mid-write: under the lock, no live run has one."""
+        directory, prefix = os.path.split(self._tmp_prefix())
+        for entry in os.listdir(directory):
+            if entry.startswith(prefix):
+                try:
+                    os.unlink(os.path.join(directory, entry))
+                except FileNotFoundError:
+                    pass
+
+    def _write_atomically(self, text: str) -> None:
+        directory = os.path.dirname(self.path)
+        tmp = f"{self._tmp_prefix()}{os.getpid()}"
         try:
             mode = os.stat(self.path).st_mode & 0o7777
         except FileNotFoundError:
