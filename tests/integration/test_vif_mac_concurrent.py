@@ -124,7 +124,7 @@ def test_kill_9_during_the_registry_write_leaves_it_valid(netlab, ansible_env, t
     small = fleet.registry.read_text()
     # A large registry makes the write long enough to be caught in the act.
     big = macs.parse_registry(yaml.safe_load(small), macs.XEN_RANGE)
-    more = macs.assign(macs.XEN_RANGE, {}, [f"old{n}/0" for n in range(120000)],
+    more = macs.assign(macs.XEN_RANGE, {}, [f"old{n}/0" for n in range(40000)],
                        {macs.mac_to_int(m) for m in big.values()})
     big.update({key: macs.int_to_mac(address) for key, address in more.items()})
     text = macs.render_registry(big, macs.XEN_RANGE)
@@ -164,7 +164,7 @@ def test_killed_postgresql_run_commits_all_or_nothing(netlab, ansible_env, tmp_p
     table = f"killed_{os.getpid()}"
     fleet = Fleet(netlab, ansible_env, tmp_path, 1, "postgresql", pg_server.conninfo, table)
     inventory = yaml.safe_load(fleet.inventory.read_text())
-    many = [{"vm": f"bulk{n}"} for n in range(20000)]
+    many = [{"vm": f"bulk{n}"} for n in range(3000)]
     inventory["all"]["children"]["g0"]["hosts"]["g0h0"]["vif_mac_vifs"] = many
     fleet.inventory.write_text(yaml.safe_dump(inventory))
     import psycopg
