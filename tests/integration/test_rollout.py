@@ -58,7 +58,7 @@ def fleet(netlab, tmp_path):
     broken = [dict(good[0], mac=gateway_mac)]
     members = {name: {"ansible_netns_name": ns, "vswitch_bridges": broken if name == "hv3" else good,
                       "vswitch_ports": [{"name": "vif1.0", "bridge": "xenbr0"}],
-                      "vswitch_health_targets": {"xenbr0": [GATEWAY]}}
+                      "health_gate_targets": {"xenbr0": [GATEWAY]}}
                for name, ns in hosts.items()}
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"all": {
