@@ -53,3 +53,21 @@ def ansible_env() -> dict[str, str]:
         "OPENVIF_STATE_DIR": tempfile.mkdtemp(prefix="openvif-state-"),
     })
     return env
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server of the test's own (tests/pgserver.py), for the vif_mac registry backend."""
+    from pgserver import PgServer
+
+    if os.geteuid() != 0:
+        pytest.fail("the PostgreSQL tests start a server as the 'postgres' user, which needs root")
+    try:
+        server = PgServer()
+        server.start()
+    except RuntimeError as err:
+        pytest.fail(f"cannot start PostgreSQL for the registry tests: {err}")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -45,3 +45,4 @@ def test_site_converges_is_idempotent_and_networks_behave_as_declared(ansible_en
     finally:
         labctl("down", "--prefix", prefix)
         (ROOT / ".cache" / "lab" / f"{prefix}-vif_mac_registry.yml").unlink(missing_ok=True)
+        (ROOT / ".cache" / "lab" / f"{prefix}-vif_mac_registry.yml.lock").unlink(missing_ok=True)  # the registry's lock

@@ -105,8 +105,8 @@ def test_up_then_status_and_prove(lab):
     assert "lab proof: every VM reaches what it should and nothing else" in built.stdout
     # Every VM NIC carries the MAC the vif_mac role assigned, and prove says so.
     nics = re.findall(r"^(vm\d+)\s+(eth\d)\s+(\S+)\s+(.*)$", built.stdout, re.MULTILINE)
-    assert len(nics) == 10 and all(src.startswith("vif_mac registry") for *_, src in nics), built.stdout
-    assert all(mac.startswith("00:16:3e:") for _, _, mac, _ in nics)
+    assert len(nics) == 10 and all(src.startswith("vif_mac registry") for *_fields, src in nics), built.stdout
+    assert all(mac.startswith("00:16:3e:") for _host, _nic, mac, _source in nics)
     status = sh(f"{LAB_SH} status", prefix)
     assert status.returncode == 0, status.stdout + status.stderr
     daemon = re.search(rf"^{prefix}-hv3: .*\[vswitchd pid (\d+)", status.stdout, re.MULTILINE)
@@ -129,7 +129,7 @@ def test_the_closing_hints_work_as_printed_in_a_fresh_shell(lab, tmp_path):
 
 
 def test_adhoc_sees_what_the_playbook_sees_on_a_vswitchd_host(lab):
-    prefix, _ = lab
+    prefix, _lab_env = lab
     ran = sh(". scripts/env.sh && ansible hv3 -m vswitch_info -a fdb=false -o", prefix)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert '"datapath": "userspace"' in ran.stdout and "xapi5" in ran.stdout, ran.stdout
@@ -139,7 +139,7 @@ def test_adhoc_sees_what_the_playbook_sees_on_a_vswitchd_host(lab):
 
 
 def test_every_lab_command_in_the_readme_works_as_printed(lab):
-    prefix, _ = lab
+    prefix, _lab_env = lab
     text = (ROOT / "README.md").read_text()
     blocks = readme_lab_blocks(text)
     assert len(blocks) == text.count(MARK) >= 2, "a lab-test marker is not followed by a ```sh block"

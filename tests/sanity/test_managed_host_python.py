@@ -72,8 +72,7 @@ PENDING: set[str] = set()
 
 
 @pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="Callable/dict aliases evaluated at import: fix "
-                                           "pending with the daemon's owner"))
+    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="generics evaluated at import: fix pending"))
     if str(p.relative_to(ROOT)) in PENDING else p for p in ON_HOSTS], ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_builtin_generic_is_evaluated_at_run_time(path):
     found = runtime_generics(path.read_text(), str(path.relative_to(ROOT)))

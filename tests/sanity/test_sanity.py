@@ -40,6 +40,10 @@ def test_ansible_doc_renders_every_other_plugin(ansible_env):
     for kind, name in PLUGINS:
         if kind == "filter":
             continue  # filter files hold several filters; ansible-doc lists them by filter name
+        if kind == "action":
+            # ansible-doc has no 'action' type: an action is documented by the module file of its name.
+            assert name in MODULES, f"action plugin {name} has no plugins/modules/{name}.py documenting it"
+            continue
         rc, out = run([str(BIN / "ansible-doc"), "-t", kind, f"openvif.vswitch.{name}"], env=ansible_env)
         assert rc == 0, out
 

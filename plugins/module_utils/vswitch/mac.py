@@ -448,36 +448,32 @@ def _reject_item(at: str, item: Any) -> None:
     v.known_keys(at, item, VIF_OPTIONS, "a VIF")
 
 
-def plan_fleet(registry: Any, declared: Mapping[str, Sequence[Any]], seen: Mapping[str, Sequence[Any]],
-               prefix: Any = None, *, prune: bool = False, adopt: bool = True) -> dict[str, Any]:
-    """Assign a fleet-unique MAC to every declared VIF.
+class _Holders:
+    """Who holds each address before a run: registry keys, and interfaces (named by their VIF's key
+    when the interface is a declared VIF, so a VIF wearing its own MAC is one holder). ``first``
+    has one holder per address; ``more`` only the rare shared ones."""
 
-    ``registry``: the loaded registry file (or None); ``declared``: host -> [{vm, device,
-    interface, bridge, mac}]; ``seen``: host -> [{interface, mac}] as gathered from the hosts.
+    __slots__ = ("first", "more", "seen_first", "seen_more", "current")
 
-    Existing registry entries are kept as they are. A VIF without one first keeps the
-    address its interface already has when that lies in the range and nothing else holds
-    it (``adopt``), else gets the first address of its probe order held by no registry
-    entry and seen on no interface anywhere. ``prune`` drops entries of VIFs no longer
-    declared; by default they stay, so a VM that comes back gets its MAC back and no new
-    VM inherits an address that ARP caches and DHCP leases still remember.
-    """
-    rng = parse_prefix("prefix", prefix)
-    before = _registry_addresses(_registry_source(registry, rng), rng, "registry")
-    vifs = _declared(declared, rng)
-    by_interface = {(d.host, d.interface): d.key for d in vifs if d.interface is not None}
-    declared_keys = {d.key for d in vifs}
+    def __init__(self, registered: Mapping[str, int]) -> None:
+        self.first: dict[int, str] = {address: key for key, address in registered.items()}
+        self.more: dict[int, set[str]] = {}
+        self.seen_first: dict[int, str] = {}  # where each address was seen; later places only for shared ones
+        self.seen_more: dict[int, list[str]] = {}
+        self.current: dict[str, int] = {}  # VIF key -> address its interface has now
 
-    # Who holds each address before this run: registry keys, and interfaces (named by their
-    # VIF's key when the interface is a declared VIF, so a VIF wearing its own MAC is one
-    # holder). ``first`` has one holder per address; ``more`` only the rare shared ones.
-    after: dict[str, int] = dict(before)
-    first: dict[int, str] = {address: key for key, address in after.items()}
-    more: dict[int, set[str]] = {}
-    seen_first: dict[int, str] = {}  # where each address was seen; later places only for shared ones
-    seen_more: dict[int, list[str]] = {}
-    current: dict[str, int] = {}  # VIF key -> address its interface has now
+    def of(self, address: int) -> set[str]:
+        if address in self.more:
+            return self.more[address]
+        return {self.first[address]} if address in self.first else set()
 
+
+def _gather_holders(before: Mapping[str, int], seen: Mapping[str, Sequence[Any]],
+                    by_interface: Mapping[tuple[str, str], str]) -> _Holders:
+    """Phase 1: every address the registry and the hosts' interfaces hold."""
+    holders = _Holders(before)
+    first, more, seen_first, seen_more, current = (holders.first, holders.more, holders.seen_first,
+                                                   holders.seen_more, holders.current)
     for host in sorted(seen):
         for n, link in enumerate(seen[host] or []):
             interface = link.get("interface") if isinstance(link, Mapping) else None
@@ -501,19 +497,18 @@ def plan_fleet(registry: Any, declared: Mapping[str, Sequence[Any]], seen: Mappi
             other = first.setdefault(address, holder)
             if other != holder:
                 more.setdefault(address, {other}).add(holder)
+    return holders
 
-    def holders_of(address: int) -> set[str]:
-        if address in more:
-            return more[address]
-        return {first[address]} if address in first else set()
 
+def _apply_pins(vifs: Sequence[_Declared], holders: _Holders, after: dict[str, int]) -> list[str]:
+    """Phase 2: pinned addresses, refused when anyone else holds them; the keys whose pin changed."""
     pinned: list[str] = []
     pin_owner: dict[int, str] = {}
     for d in vifs:
         if d.pin is None:
             continue
         address = mac_to_int(d.pin)
-        others = sorted(holders_of(address) - {d.key})
+        others = sorted(holders.of(address) - {d.key})
         if address in pin_owner:
             raise ConflictError(f"vifs[{d.host}][{d.index}].mac", d.pin,
                                 f"is also requested for {pin_owner[address]!r}")
@@ -524,56 +519,97 @@ def plan_fleet(registry: Any, declared: Mapping[str, Sequence[Any]], seen: Mappi
         if after.get(d.key) != address:
             pinned.append(d.key)
             after[d.key] = address
+    return pinned
 
-    pruned = sorted(k for k in after if k not in declared_keys) if prune else []
-    for key in pruned:
-        del after[key]
 
+def _adopt(rng: MacRange, holders: _Holders, after: dict[str, int]) -> list[str]:
+    """Phase 4: new VIFs keep the in-range address their interface wears when nobody else holds it."""
     adopted: list[str] = []
-    if adopt and current:
-        assigned = set(after.values())
-        for key in sorted(current):
-            address = current[key]
-            if (key not in after and rng.contains(address) and address not in more
-                    and address not in assigned):
-                after[key] = address
-                assigned.add(address)
-                adopted.append(key)
+    if not holders.current:
+        return adopted
+    assigned = set(after.values())
+    for key in sorted(holders.current):
+        address = holders.current[key]
+        if (key not in after and rng.contains(address) and address not in holders.more
+                and address not in assigned):
+            after[key] = address
+            assigned.add(address)
+            adopted.append(key)
+    return adopted
 
-    fresh = [d.key for d in vifs if d.key not in after]
-    taken = {a for a in first if rng.contains(a)}
-    after = assign(rng, after, fresh, taken)
 
-    stored = registry.get("assignments") if isinstance(registry, Mapping) else None
-    macs = {key: (stored[key] if before.get(key) == address and isinstance(stored[key], str)
-                  and _CANONICAL.match(stored[key]) else int_to_mac(address))
-            for key, address in after.items()}
+def _host_assignments(vifs: Sequence[_Declared], declared: Mapping[str, Any], macs: Mapping[str, str],
+                      fresh: set[str], adopted: set[str], pinned: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """Phase 6: each host's VIFs with their MAC, where it came from, and their Xen vif entry."""
     assignments: dict[str, list[dict[str, Any]]] = {host: [] for host in declared}
-    fresh_set, adopted_set, pinned_set = set(fresh), set(adopted), set(pinned)
     for d in vifs:
         mac = macs[d.key]
-        source = ("new" if d.key in fresh_set else "adopted" if d.key in adopted_set
-                  else "pinned" if d.key in pinned_set else "registry")
+        source = ("new" if d.key in fresh else "adopted" if d.key in adopted
+                  else "pinned" if d.key in pinned else "registry")
         assignments[d.host].append({
             "key": d.key, "vm": d.vm, "device": d.device, "interface": d.interface, "bridge": d.bridge,
             "mac": mac, "source": source, "xen_vif": f"mac={mac},bridge={d.bridge}" if d.bridge else f"mac={mac}",
         })
+    return assignments
 
-    duplicates = []
-    for address in sorted(more):
-        names = more[address]
+
+def _duplicates(holders: _Holders, before: Mapping[str, int], after: Mapping[str, int],
+                declared_keys: set[str]) -> list[dict[str, Any]]:
+    """Phase 7: addresses held by more than one NIC or entry, and whether this run resolves each."""
+    out = []
+    for address in sorted(holders.more):
+        names = holders.more[address]
         # After this run a VIF key holds the address only if it is (still) assigned it;
         # an interface that is no declared VIF keeps holding it.
         remaining = {h for h in names if (h not in before and h not in declared_keys) or after.get(h) == address}
-        duplicates.append({"mac": int_to_mac(address), "holders": sorted(names),
-                           "seen_on": sorted(([seen_first[address]] if address in seen_first else [])
-                                             + seen_more.get(address, [])),
-                           "resolved": len(remaining) <= 1})
+        seen_at = ([holders.seen_first[address]] if address in holders.seen_first else [])
+        out.append({"mac": int_to_mac(address), "holders": sorted(names),
+                    "seen_on": sorted(seen_at + holders.seen_more.get(address, [])),
+                    "resolved": len(remaining) <= 1})
+    return out
 
+
+def plan_fleet(registry: Any, declared: Mapping[str, Sequence[Any]], seen: Mapping[str, Sequence[Any]],
+               prefix: Any = None, *, prune: bool = False, adopt: bool = True) -> dict[str, Any]:
+    """Assign a fleet-unique MAC to every declared VIF.
+
+    ``registry``: the loaded registry file (or None); ``declared``: host -> [{vm, device,
+    interface, bridge, mac}]; ``seen``: host -> [{interface, mac}] as gathered from the hosts.
+
+    Existing registry entries are kept as they are. A VIF without one first keeps the
+    address its interface already has when that lies in the range and nothing else holds
+    it (``adopt``), else gets the first address of its probe order held by no registry
+    entry and seen on no interface anywhere. ``prune`` drops entries of VIFs no longer
+    declared; by default they stay, so a VM that comes back gets its MAC back and no new
+    VM inherits an address that ARP caches and DHCP leases still remember.
+    """
+    rng = parse_prefix("prefix", prefix)
+    before = _registry_addresses(_registry_source(registry, rng), rng, "registry")
+    vifs = _declared(declared, rng)
+    by_interface = {(d.host, d.interface): d.key for d in vifs if d.interface is not None}
+    declared_keys = {d.key for d in vifs}
+
+    holders = _gather_holders(before, seen, by_interface)
+    after: dict[str, int] = dict(before)
+    pinned = _apply_pins(vifs, holders, after)
+    # Phase 3: prune.
+    pruned = sorted(k for k in after if k not in declared_keys) if prune else []
+    for key in pruned:
+        del after[key]
+    adopted = _adopt(rng, holders, after) if adopt else []
+    # Phase 5: everyone else gets the first free address of its probe order.
+    fresh = [d.key for d in vifs if d.key not in after]
+    after = assign(rng, after, fresh, {a for a in holders.first if rng.contains(a)})
+
+    # Entries kept as they were keep their text exactly as stored (it is already canonical).
+    stored = registry.get("assignments") if isinstance(registry, Mapping) else None
+    macs = {key: (stored[key] if before.get(key) == address and isinstance(stored[key], str)
+                  and _CANONICAL.match(stored[key]) else int_to_mac(address))
+            for key, address in after.items()}
     return {
         "prefix": rng.prefix,
         "range": rng.pattern,
-        "assignments": assignments,
+        "assignments": _host_assignments(vifs, declared, macs, set(fresh), set(adopted), set(pinned)),
         "registry": dict(sorted(macs.items())),
         "registry_text": render_registry(macs, rng),
         "registry_changed": after != before,
@@ -583,5 +619,5 @@ def plan_fleet(registry: Any, declared: Mapping[str, Sequence[Any]], seen: Mappi
         "pruned": pruned,
         "kept": sum(1 for k, address in before.items() if after.get(k) == address),
         "undeclared": sorted(k for k in macs if k not in declared_keys),
-        "duplicates": duplicates,
+        "duplicates": _duplicates(holders, before, after, declared_keys),
     }

@@ -122,23 +122,21 @@ def _entries(params: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [("", {name: params.get(name) for name in _ENTRY_OPTIONS})]
 
 
-def run(params: Mapping[str, Any], context: Any, links: Optional[Links] = None) -> Result:
-    """The ``vif_mac`` module: choose or check each VIF's MAC, and set it where the interface exists."""
-    rng = macs.parse_prefix("prefix", params.get("prefix"))
-    taken: set[int] = set()  # in_use, then also every address chosen in this task
+def _in_use(params: Mapping[str, Any]) -> set[int]:
+    """Phase 1: the addresses other NICs hold, as the task lists them."""
+    taken: set[int] = set()
     for i, item in enumerate(params.get("in_use") or []):
         text = item.get("mac") if isinstance(item, Mapping) else item
         taken.add(macs.mac_to_int(v.mac(f"in_use[{i}]", text, unicast=False)))
-    entries = _entries(params)
-    if not entries and not params.get("gather"):
-        raise ValidationError("vm", None, "is required: name the VIF by 'vm' (and 'device'), by 'interface', "
-                                          "or give many in 'vifs' (or set 'gather' to only list MACs in use)")
-    enforce = bool(params.get("set_interface", True))
-    needs_links = params.get("gather") or (enforce and any(e["interface"] for _key, e in entries))
-    links = links if links is not None else (NetlinkLinks() if needs_links else None)
-    state = links.read() if needs_links and links is not None else []
-    current = {link["interface"]: link.get("mac") for link in state}
+    return taken
 
+
+def _choose(entries: Sequence[tuple[str, dict[str, Any]]], rng: macs.MacRange, taken: set[int],
+            current: Mapping[str, Any], needs_links: bool, enforce: bool) -> list[dict[str, Any]]:
+    """Phase 2: each VIF's MAC (pinned or first free), checked against in_use and this task's others.
+
+    ``taken`` grows by every address chosen here.
+    """
     results: list[dict[str, Any]] = []
     chosen: dict[int, str] = {}  # address -> key, in this task
     interfaces: dict[str, str] = {}
@@ -179,21 +177,43 @@ def run(params: Mapping[str, Any], context: Any, links: Optional[Links] = None) 
             "before": had, "changed": bool(exists and enforce and had != mac),
             "xen_vif": macs.xen_vif_entry(mac, bridge),
         })
+    return results
 
+
+def _set_addresses(changes: Sequence[dict[str, Any]], links: Any, context: Any) -> None:
+    """Phase 3: set every changed interface's address; on a failure, set back those already set."""
+    done: list[dict[str, Any]] = []
+    try:
+        for r in changes:
+            links.set_address(r["interface"], r["mac"])
+            done.append(r)
+    except Exception:
+        for r in reversed(done):  # leave the host as it was
+            try:
+                links.set_address(r["interface"], r["before"])
+            except Exception as undo:  # pragma: no cover - reported, the original error wins
+                context.warn(f"could not restore {r['interface']} to {r['before']}: {undo}")
+        raise
+
+
+def run(params: Mapping[str, Any], context: Any, links: Optional[Links] = None) -> Result:
+    """The ``vif_mac`` module: choose or check each VIF's MAC, and set it where the interface exists."""
+    rng = macs.parse_prefix("prefix", params.get("prefix"))
+    taken = _in_use(params)  # then also every address chosen in this task
+    entries = _entries(params)
+    if not entries and not params.get("gather"):
+        raise ValidationError("vm", None, "is required: name the VIF by 'vm' (and 'device'), by 'interface', "
+                                          "or give many in 'vifs' (or set 'gather' to only list MACs in use)")
+    enforce = bool(params.get("set_interface", True))
+    needs_links = params.get("gather") or (enforce and any(e["interface"] for _key, e in entries))
+    links = links if links is not None else (NetlinkLinks() if needs_links else None)
+    state = links.read() if needs_links and links is not None else []
+    current = {link["interface"]: link.get("mac") for link in state}
+
+    results = _choose(entries, rng, taken, current, bool(needs_links), enforce)
     changes = [r for r in results if r["changed"]]
     if changes and not context.check_mode:
-        done: list[dict[str, Any]] = []
-        try:
-            for r in changes:
-                links.set_address(r["interface"], r["mac"])
-                done.append(r)
-        except Exception:
-            for r in reversed(done):  # leave the host as it was
-                try:
-                    links.set_address(r["interface"], r["before"])
-                except Exception as undo:  # pragma: no cover - reported, the original error wins
-                    context.warn(f"could not restore {r['interface']} to {r['before']}: {undo}")
-            raise
+        _set_addresses(changes, links, context)
 
     values: dict[str, Any] = {"vifs": results, "prefix": rng.prefix,
                               "xen_vif_config": macs.xen_vif_config([r["xen_vif"] for r in results])}
