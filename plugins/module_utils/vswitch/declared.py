@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from . import atomic
 from .errors import VswitchError
 from .model import BridgeSpec, Change, HostState, PortSpec, VlanSpec
 from .paths import STATE_DIR_VARIABLE, boot_unit_installed, state_dir
@@ -207,19 +207,7 @@ class DeclarationStore:
         text = json.dumps(decl.to_json(), indent=1, sort_keys=False) + "\n"
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=FILE_NAME + ".", suffix=".tmp", dir=self.directory)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(text)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                self._keep_good_copy()
-                os.replace(tmp, self.path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
-            _fsync_dir(self.directory)
+            atomic.write(self.path, text, mode=0o600, before_replace=self._keep_good_copy)
         except OSError as err:
             raise DeclarationError(self.path, None, f"cannot be written ({err}); set {STATE_DIR_VARIABLE} to a "
                                                     "writable directory") from None
@@ -254,14 +242,6 @@ class DeclarationStore:
         return ("the networks declared on the kernel datapath will not survive a reboot: this host has no "
                 f"openvif-boot.service (install it with the openvif.vswitch.boot role); the declaration is kept "
                 f"in {self.path}")
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ------------------------------------------------------------------ what a module run declared

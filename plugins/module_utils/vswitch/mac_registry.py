@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
+from . import atomic
 from . import mac as macs
 from .errors import BackendError, ConflictError, ValidationError
 
@@ -181,31 +182,11 @@ class FileRegistry:
                     pass
 
     def _write_atomically(self, text: str) -> None:
-        directory = os.path.dirname(self.path)
-        tmp = f"{self._tmp_prefix()}{os.getpid()}"
         try:
-            mode = os.stat(self.path).st_mode & 0o7777
+            mode = os.stat(self.path).st_mode & 0o7777   # the registry keeps the mode it was given
         except FileNotFoundError:
             mode = 0o644
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, mode)  # the umask may have narrowed it
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)  # the rename itself survives a crash
-        finally:
-            os.close(dir_fd)
+        atomic.write(self.path, text, mode=mode, tmp=f"{self._tmp_prefix()}{os.getpid()}")
 
     def update(self, planner: Planner, rng: macs.MacRange, write: bool = True) -> dict[str, Any]:
         """Plan under the lock from the registry as it is, and write the result if it changed.

@@ -18,6 +18,7 @@ import json
 import os
 from typing import Any
 
+from .. import atomic
 from ..errors import BackendError, ValidationError
 from .config import Config
 
@@ -68,29 +69,10 @@ class StateFile:
     def save(self, config: Config) -> None:
         serial = self.serial + 1
         body = json.dumps(self.document(config, serial), indent=1, sort_keys=True).encode() + b"\n"
-        directory = os.path.dirname(self.path)
-        tmp = os.path.join(directory, f".{os.path.basename(self.path)}.{os.getpid()}.tmp")
         try:
-            os.makedirs(directory, mode=0o755, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                view = memoryview(body)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-            dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            os.makedirs(os.path.dirname(self.path), mode=0o755, exist_ok=True)
+            atomic.write(self.path, body, mode=0o600)
         except OSError as err:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             raise BackendError("state_file", self.path, f"could not be written ({err.strerror}); nothing was "
                                                         "changed") from err
         self.serial = serial

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from typing import Any, Optional
 
+from .. import atomic
 from ..errors import BackendError, NotFoundError
 from ..rtnl import IFF_PROMISC, IFF_UP
 
@@ -224,33 +224,21 @@ def write_file_atomic(path: str, text: Optional[str]) -> None:
         except FileNotFoundError:
             pass
         return
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".openvif-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        if os.path.islink(path):  # resolv.conf is often a symlink (resolvconf, systemd-resolved)
-            path = os.path.realpath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if os.path.islink(path):  # resolv.conf is often a symlink (resolvconf, systemd-resolved)
+        path = os.path.realpath(path)
+
+    def replace(tmp: str, target: str) -> None:
         try:
-            os.replace(tmp, path)
+            os.replace(tmp, target)
         except OSError as err:
             if err.errno != errno.EBUSY:
                 raise
             # A bind-mounted file (containers mount /etc/resolv.conf) cannot be replaced: rewrite it.
-            with open(path, "w", encoding="utf-8") as handle:
+            with open(target, "w", encoding="utf-8") as handle:
                 handle.write(text)
             os.unlink(tmp)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
+    atomic.write(path, text, replace=replace)
 
 def resolv_conf_text(old: Optional[str], nameservers: list[str], search: list[str]) -> str:
     """Nameservers replaced (and search domains, when given); every other line of the old file kept."""

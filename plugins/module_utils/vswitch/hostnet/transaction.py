@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..errors import BackendError
@@ -65,15 +66,40 @@ def _wait_forwarding(ipr, port_index: int, spec: HostIpSpec) -> None:
         time.sleep(0.1)
 
 
+@dataclass
+class Addressing:
+    """What the bridge was given: its own address, the gateway to use and how the routes are marked."""
+
+    own_ip: str
+    gateway: Optional[str]
+    proto: int
+    lease: Optional[dhcp.Lease] = None
+
+
 def apply(ipr, spec: HostIpSpec, snap: dict[str, Any], hold: Optional[Callable[[str], None]] = None
           ) -> dict[str, Any]:
     """Move the addressing to the bridge and verify it. Raises on any failure; never rolls back itself
     (the guard does, from the snapshot)."""
     hold = hold or (lambda step: None)
-    up = snap["uplink"]
-    uplink_index = up["index"]
+    bridge_index = _bridge_the_uplink(ipr, spec, snap, hold)
+    mac = netops.read_link(ipr, spec.bridge)["mac"]
+    addressing = _address_the_bridge(ipr, spec, snap["uplink"], bridge_index, mac)
+    network = ipaddress.IPv4Network(f"{addressing.own_ip}/{netops.read_addresses(ipr, bridge_index)[0]['prefixlen']}",
+                                    strict=False)
+    gateway = _move_routes(ipr, spec, snap, addressing, network)
+    _point_resolv_conf(spec, snap, addressing.lease)
+    hold("addressed")
+    verified = _verify(spec, mac, addressing.own_ip, gateway, network)
+    lease = addressing.lease
+    return {"lease": lease.to_dict() if lease else None, "gateway": gateway,
+            "address": f"{addressing.own_ip}/{network.prefixlen}", "verified": verified}
+
+
+def _bridge_the_uplink(ipr, spec: HostIpSpec, snap: dict[str, Any], hold: Callable[[str], None]) -> int:
+    """Phase 1: the uplink joins the bridge and loses its addressing; returns the bridge's index."""
+    uplink_index = snap["uplink"]["index"]
     sw = switch_side.for_spec(spec)
-    bridge_index = sw.attach(ipr, spec, up)
+    bridge_index = sw.attach(ipr, spec, snap["uplink"])
     clients.stop(snap.get("dhcp_clients") or [])  # they would put the IP back on the NIC at renewal
     for route in snap["routes"]:
         netops.del_route(ipr, route)
@@ -86,26 +112,30 @@ def apply(ipr, spec: HostIpSpec, snap: dict[str, Any], hold: Optional[Callable[[
     if sw.datapath == "kernel":
         _wait_forwarding(ipr, uplink_index, spec)
     hold("bridged")
-    mac = netops.read_link(ipr, spec.bridge)["mac"]
-    lease: Optional[dhcp.Lease] = None
+    return bridge_index
+
+
+def _address_the_bridge(ipr, spec: HostIpSpec, up: dict[str, Any], bridge_index: int, mac: str) -> Addressing:
+    """Phase 2: the declared static address, or a DHCP lease asked for the address the uplink had."""
     if spec.bootproto == "static":
         iface = spec.static_interface()
         netops.set_addresses(ipr, bridge_index, [{"address": str(iface.ip), "prefixlen": iface.network.prefixlen}])
-        own_ip, gateway = str(iface.ip), spec.gateway
-        proto = RTPROT_STATIC
-    else:
-        previous = up["addresses"][0]["address"] if up["addresses"] else None
-        try:
-            lease = dhcp.obtain_lease(spec.bridge, mac, spec.dhcp_timeout, requested=previous)
-        except dhcp.DhcpTimeout as err:
-            raise VerifyError("bootproto", "dhcp", f"got no lease: {err}") from None
-        netops.set_addresses(ipr, bridge_index, [{"address": lease.address, "prefixlen": lease.prefixlen,
-                                                  "valid_lft": lease.lease_time,
-                                                  "preferred_lft": lease.lease_time}])
-        own_ip, gateway = lease.address, (lease.routers[0] if lease.routers else None)
-        proto = RTPROT_DHCP
-    network = ipaddress.IPv4Network(f"{own_ip}/{netops.read_addresses(ipr, bridge_index)[0]['prefixlen']}",
-                                    strict=False)
+        return Addressing(str(iface.ip), spec.gateway, RTPROT_STATIC)
+    previous = up["addresses"][0]["address"] if up["addresses"] else None
+    try:
+        lease = dhcp.obtain_lease(spec.bridge, mac, spec.dhcp_timeout, requested=previous)
+    except dhcp.DhcpTimeout as err:
+        raise VerifyError("bootproto", "dhcp", f"got no lease: {err}") from None
+    netops.set_addresses(ipr, bridge_index, [{"address": lease.address, "prefixlen": lease.prefixlen,
+                                              "valid_lft": lease.lease_time,
+                                              "preferred_lft": lease.lease_time}])
+    return Addressing(lease.address, lease.routers[0] if lease.routers else None, RTPROT_DHCP, lease)
+
+
+def _move_routes(ipr, spec: HostIpSpec, snap: dict[str, Any], addressing: Addressing,
+                 network: ipaddress.IPv4Network) -> Optional[str]:
+    """Phase 3: the uplink's routes that still make sense, and the default route; returns the gateway."""
+    gateway = addressing.gateway
     for route in snap["routes"]:
         if route["dst_len"] == 0 and gateway:
             continue  # the new configuration names its own default gateway
@@ -113,10 +143,15 @@ def apply(ipr, spec: HostIpSpec, snap: dict[str, Any], hold: Optional[Callable[[
             continue  # not reachable from the new address: it belonged to the old one
         netops.add_route(ipr, {**route, "dev": spec.bridge, "prefsrc": None})
     if gateway is None:
-        gateway = next((r["gateway"] for r in snap["routes"] if r["dst_len"] == 0 and r.get("gateway")), None)
-    elif gateway:
+        return next((r["gateway"] for r in snap["routes"] if r["dst_len"] == 0 and r.get("gateway")), None)
+    if gateway:
         netops.add_route(ipr, {"dst": "0.0.0.0", "dst_len": 0, "gateway": gateway, "dev": spec.bridge,
-                               "proto": proto, "scope": 0, "type": 1})
+                               "proto": addressing.proto, "scope": 0, "type": 1})
+    return gateway
+
+
+def _point_resolv_conf(spec: HostIpSpec, snap: dict[str, Any], lease: Optional[dhcp.Lease]) -> None:
+    """Phase 4: the declared (or leased) nameservers and search domains."""
     servers = list(spec.dns) or (lease.dns if lease else [])
     search = list(spec.dns_search) or ([lease.domain] if lease and lease.domain else [])
     if servers:
@@ -124,7 +159,11 @@ def apply(ipr, spec: HostIpSpec, snap: dict[str, Any], hold: Optional[Callable[[
         text = netops.resolv_conf_text(netops.read_file(path), servers, search)
         if text != netops.read_file(path):
             netops.write_file_atomic(path, text)
-    hold("addressed")
+
+
+def _verify(spec: HostIpSpec, mac: str, own_ip: str, gateway: Optional[str],
+            network: ipaddress.IPv4Network) -> list[str]:
+    """Phase 5: the gateway answers ARP on the bridge and every declared target answers ping."""
     verified = []
     if gateway and ipaddress.IPv4Address(gateway) in network:
         if not probe.arp_probe(spec.bridge, mac, own_ip, gateway, spec.verify_timeout):
@@ -136,5 +175,4 @@ def apply(ipr, spec: HostIpSpec, snap: dict[str, Any], hold: Optional[Callable[[
             raise VerifyError("verify_targets", target, f"did not answer ICMP echo within "
                                                         f"{spec.verify_timeout:g} s")
         verified.append(f"{target} answers ping")
-    return {"lease": lease.to_dict() if lease else None, "gateway": gateway, "address": f"{own_ip}/"
-            f"{network.prefixlen}", "verified": verified}
+    return verified
