@@ -36,7 +36,7 @@ from .errors import BackendError, ConflictError, ValidationError
 
 # A planner turns the registry as loaded ({version, prefix, assignments} or None) into
 # plan_fleet's result; backends call it again whenever what it planned from went stale.
-Planner = Callable[[Optional[Mapping[str, Any]]], dict]
+Planner = "Callable[[Optional[Mapping[str, Any]]], dict]"   # a string: Python 3.8 cannot subscript collections.abc
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 DEFAULT_TABLE = "vif_mac_assignments"

@@ -240,6 +240,7 @@ def write_file_atomic(path: str, text: Optional[str]) -> None:
             os.unlink(tmp)
     atomic.write(path, text, replace=replace)
 
+
 def resolv_conf_text(old: Optional[str], nameservers: list[str], search: list[str]) -> str:
     """Nameservers replaced (and search domains, when given); every other line of the old file kept."""
     replaced = ("nameserver", "search", "domain") if search else ("nameserver",)
