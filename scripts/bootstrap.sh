@@ -10,7 +10,7 @@ PROFILE=${1:-test}
 
 LAB_PKGS=(iproute2 iputils-ping python3-venv procps)
 TEST_PKGS=("${LAB_PKGS[@]}" tcpdump iperf3 dnsmasq-base podman runc debootstrap iptables uidmap
-           openvswitch-switch rsync qemu-system-x86 kmod postgresql)
+           openvswitch-switch rsync qemu-system-x86 kmod postgresql shellcheck)
 case "$PROFILE" in
   lab) PKGS=("${LAB_PKGS[@]}") ;;
   test) PKGS=("${TEST_PKGS[@]}") ;;

@@ -1,3 +1,4 @@
+# shellcheck shell=bash  # sourced, never run: bash and zsh are the shells it serves, plain sh in part
 # Source me (". scripts/env.sh", from any directory): puts the lab's and the tests' tools on PATH
 # (ansible, ansible-playbook, pytest from .venv/bin; vswitchctl from scripts/bin) and points Ansible
 # at this checkout's ansible.cfg, so `ansible hv1 -m vswitch_info` works in this shell, anywhere.
@@ -11,6 +12,7 @@ elif [ -f scripts/env.sh ]; then   # plain sh cannot tell where a sourced file l
   OPENVIF_ROOT=$(pwd)
 else
   echo "env.sh: source it from bash or zsh, or from the repository root" >&2
+  # shellcheck disable=SC2317  # exit is reached when this file is run rather than sourced
   return 1 2>/dev/null || exit 1
 fi
 if [ ! -x "$OPENVIF_ROOT/.venv/bin/ansible" ]; then

@@ -52,8 +52,9 @@ if [ ! -s "$TARBALL" ] || [ "${REBUILD:-0}" = 1 ]; then
   "$MOLECULE_ROOT_DIR/.venv/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary=:all: \
     -d "$wheels" "$PYROUTE2"
   pyver=$(chroot "$ROOTFS" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  wheel=("$wheels"/pyroute2-"${PYROUTE2#pyroute2==}"-*.whl)
   "$MOLECULE_ROOT_DIR/.venv/bin/python" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
-    "$(ls "$wheels"/pyroute2-"${PYROUTE2#pyroute2==}"-*.whl | head -1)" "$ROOTFS/usr/local/lib/python$pyver/dist-packages"
+    "${wheel[0]}" "$ROOTFS/usr/local/lib/python$pyver/dist-packages"
   chroot "$ROOTFS" python3 -c 'import pyroute2, importlib.metadata as m; print("pyroute2", m.version("pyroute2"))' >&2
   rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin
   : >"$ROOTFS/etc/machine-id"   # systemd makes one at boot

@@ -101,6 +101,7 @@ fi
 
 # --- image ----------------------------------------------------------------------------------
 "$HERE/build-image.sh"
+# shellcheck disable=SC2209  # "nm" names the variant (NetworkManager), it is not the nm command
 OPENVIF_MOLECULE_VARIANT=nm "$HERE/build-image.sh"   # the boot scenario's NetworkManager host
 
 podman info --format '{{.Host.OCIRuntime.Name}} {{.Store.GraphRoot}}' >/dev/null ||

@@ -114,6 +114,14 @@ def _kernel_host() -> Host:
     return Host([KernelBackend()])
 
 
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+
+
+def complain(line: str) -> None:
+    sys.stderr.write(line + "\n")
+
+
 def main(argv: Optional[Sequence[str]] = None, host: Optional[Host] = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m vswitch.boot", description=(
         "Restore the networks declared on this host's kernel datapath (in the network namespace it runs in)."))
@@ -127,42 +135,42 @@ def main(argv: Optional[Sequence[str]] = None, host: Optional[Host] = None) -> i
     try:
         decl, problem = store.load()
     except DeclarationError as err:
-        print(f"{PROG}: {err.message}; nothing restored", file=sys.stderr)
+        complain(f"{PROG}: {err.message}; nothing restored")
         return 2
     if problem is not None:
-        print(f"{PROG}: {problem.message}; restoring the last good copy {store.good_path}", file=sys.stderr)
+        complain(f"{PROG}: {problem.message}; restoring the last good copy {store.good_path}")
         status = 1
     source = store.good_path if problem is not None else store.path
-    print(f"{PROG}: declaration {source}: {len(decl.bridges)} bridges, {len(decl.vlans)} VLAN networks, "
-          f"{len(decl.ports)} ports")
+    say(f"{PROG}: declaration {source}: {len(decl.bridges)} bridges, {len(decl.vlans)} VLAN networks, "
+        f"{len(decl.ports)} ports")
     try:
         host = host or _kernel_host()
     except ModuleNotFoundError as err:
-        print(f"{PROG}: cannot reach the kernel datapath: {err} (install python3-pyroute2)", file=sys.stderr)
+        complain(f"{PROG}: cannot reach the kernel datapath: {err} (install python3-pyroute2)")
         return 2
     state = host.read()
     plan = plan_boot(decl, state, host.features)
     for step in plan.steps:
         for change in step.changes:
-            print(f"{'would ' if args.check else ''}{change.describe()}")
+            say(f"{'would ' if args.check else ''}{change.describe()}")
     for note in plan.notes:
-        print(f"{PROG}: {note}")
+        say(f"{PROG}: {note}")
     failures = list(plan.failures)
     made = 0
     if not args.check:
         made, failed = restore(host, plan, state)
         failures.extend(failed)
     for failure in failures:
-        print(f"{PROG}: cannot restore {failure}", file=sys.stderr)
+        complain(f"{PROG}: cannot restore {failure}")
     elapsed = time.monotonic() - started
     if args.check:
-        print(f"{PROG}: would make {len(plan.changes)} changes ({elapsed:.2f} s)")
+        say(f"{PROG}: would make {len(plan.changes)} changes ({elapsed:.2f} s)")
     elif made or failures:
-        print(f"{PROG}: made {made} changes, {len(failures)} failures ({elapsed:.2f} s)")
+        say(f"{PROG}: made {made} changes, {len(failures)} failures ({elapsed:.2f} s)")
     else:
-        print(f"{PROG}: the host already matches its declaration ({elapsed:.2f} s)")
+        say(f"{PROG}: the host already matches its declaration ({elapsed:.2f} s)")
     return 1 if failures else status
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -124,15 +124,29 @@ def make_methods(switch: Any, clock: Callable[[], float], info: dict[str, Any]) 
         switch.fdb_flush(bridge)
         return {"flushed": True}
 
+    # Small defs rather than the switch's bound methods: the table reads each handler's parameter names,
+    # and these are the protocol's names, not the switch's.
+    def get_state() -> dict[str, Any]:
+        return switch.state()
+
+    def transact(changes: list[dict[str, Any]]) -> Any:
+        return switch.transact(changes)
+
+    def port_stats(bridge: Optional[str]) -> Any:
+        return switch.stats(bridge)
+
+    def fdb_summary() -> Any:
+        return switch.fdb_summary()
+
     table.register("ping", lambda: {"pong": True, **info}, doc="liveness, version, pid, paths")
-    table.register("get_state", lambda: switch.state(), doc="bridges, ports and links as configured and running")
-    table.register("transact", lambda changes: switch.transact(changes),
+    table.register("get_state", get_state, doc="bridges, ports and links as configured and running")
+    table.register("transact", transact,
                    Param("changes", change_list, required=True, doc="a list of changes"),
                    doc="apply a list of changes whole or not at all")
     table.register("fdb_show", lambda bridge: switch.fdb(bridge, clock()), bridge, doc="learned MACs")
     table.register("fdb_flush", fdb_flush, bridge, doc="forget learned MACs")
-    table.register("port_stats", lambda bridge: switch.stats(bridge), bridge, doc="per-port counters")
-    table.register("fdb_summary", lambda: switch.fdb_summary(), doc="learned entries and limits per bridge")
+    table.register("port_stats", port_stats, bridge, doc="per-port counters")
+    table.register("fdb_summary", fdb_summary, doc="learned entries and limits per bridge")
     table.register("vlog_list", vlog_list, doc="log level of each module")
     table.register("vlog_set", set_log_level, Param("spec", log_spec, required=True, doc="LEVEL or MODULE:LEVEL"),
                    doc="set log levels")
