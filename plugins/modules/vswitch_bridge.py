@@ -69,7 +69,17 @@ options:
       - The physical interface (PIF) that joins this network to the outside, e.g. C(peth0).
       - It is attached as a port, set promiscuous and marked as the uplink. A bridge has at most one;
         naming a different one while another is attached is an error.
-    type: str
+      - A mapping declares a bond as the uplink (the bond is then the network's one PIF), with the keys
+        C(bond) (its name, required), C(members) (two or more NICs with one MTU, required), C(mode)
+        (C(active-backup), the default; C(balance-slb); C(balance-tcp), which needs C(lacp)), C(lacp)
+        (C(off), the default; C(active); C(passive)), C(lacp_rate) (C(slow) or C(fast)), C(lacp_fallback)
+        (bool, default true, meaning active-backup when the partner speaks no LACP), C(primary) (a member),
+        C(miimon), C(updelay), C(downdelay) and C(rebalance_interval) (milliseconds).
+        See docs/bonds.md.
+      - The kernel datapath needs the Linux bonding driver (kernel module C(bonding)) and has no
+        C(balance-slb); on a kernel without it the run fails naming the module, and
+        O(datapath=userspace) bonds in vswitchd instead.
+    type: raw
 notes:
   - Supports check mode and diff mode. C(changed) is true exactly when the host changed.
   - Requires pyroute2 on the managed host for the kernel datapath.
@@ -100,6 +110,17 @@ EXAMPLES = r"""
   openvif.vswitch.vswitch_bridge:
     name: xenbr1
     datapath: userspace
+
+- name: A bonded uplink with LACP, in vswitchd
+  openvif.vswitch.vswitch_bridge:
+    name: xenbr0
+    datapath: userspace
+    uplink:
+      bond: bond0
+      members: [eth1, eth2]
+      mode: balance-tcp
+      lacp: active
+      lacp_rate: fast
 
 - name: Remove a network
   openvif.vswitch.vswitch_bridge:
@@ -156,7 +177,7 @@ ARGUMENT_SPEC = {
     "ageing_time": {"type": "int"},
     "mtu": {"type": "int"},
     "mac": {"type": "str"},
-    "uplink": {"type": "str"},
+    "uplink": {"type": "raw"},
 }
 
 

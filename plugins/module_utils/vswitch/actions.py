@@ -24,7 +24,11 @@ def _bridge_view(state: HostState, name: str) -> dict[str, Any]:
     bridge = state.bridges.get(name)
     if bridge is None:
         return {"name": name, "state": "absent"}
-    return {"state": "present", **bridge.to_facts()}
+    view = {"state": "present", **bridge.to_facts()}
+    uplink = state.ports.get(bridge.uplink) if bridge.uplink else None
+    if uplink is not None and uplink.bond is not None:
+        view["bond"] = dict(uplink.bond)   # the diff shows a bond's settings and members changing
+    return view
 
 
 def _converge(host: Host, changes: Sequence[Change], state: HostState, check_mode: bool,
@@ -89,7 +93,7 @@ def bridge(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
             spec = BridgeSpec.from_params({"name": item["name"]} if absent else item)
             if spec.name in names:
                 raise ValidationError("name", spec.name, f"is listed twice (also bridges[{names.index(spec.name)}])")
-            step = plan_bridge_absent(spec.name, planned) if absent else plan_bridge(spec, planned)
+            step = plan_bridge_absent(spec.name, planned) if absent else plan_bridge(spec, planned, host.features)
         except VswitchError as err:
             raise (err.at(f"bridges[{index}]") if items is not None else err) from None
         names.append(spec.name)

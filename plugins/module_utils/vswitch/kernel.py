@@ -16,6 +16,7 @@ from typing import Any, Optional
 from . import kernel_vlans as kv
 from .errors import BackendError, VswitchError
 from .identity import stable_mac
+from .kernel_bonds import kernel_bond_features
 from .model import UPLINK_ALIAS, BridgeState, Change, FdbEntry, Features, HostState, Link, PortState
 from .rtnl import (
     IFF_PROMISC,
@@ -103,7 +104,9 @@ class KernelBackend:
         if self._features is None:
             # Without bridge VLAN filtering in the kernel, VLANs are refused before anything
             # changes (the planner names the missing feature and points to vswitchd).
-            self._features = Features(vlan_filtering=self._probe_vlan_filtering())
+            modes, missing = kernel_bond_features(kernel_config_has)
+            self._features = Features(vlan_filtering=self._probe_vlan_filtering(), bond_modes=modes,
+                                      bond_missing=missing)
         return self._features
 
     def _probe_vlan_filtering(self) -> bool:

@@ -14,10 +14,13 @@ from typing import Any, Optional
 from . import validate as v
 from .errors import ValidationError
 from .settings import (
+    BOND,
     BRIDGE,
     BRIDGE_SETTINGS,
     PORT,
     PORT_SETTINGS,
+    bond_record,
+    check_bond_rules,
     check_bridge_rules,
     check_port_rules,
     parse_settings,
@@ -40,6 +43,56 @@ class Features:
     port_security: bool = False
     create_ports: bool = False     # can create tap/internal ports itself
     external_ids: bool = False     # keeps external IDs with each port
+    bond_modes: tuple[str, ...] = ()   # the bond modes it can run (empty: no bonds at all)
+    bond_missing: str = ""             # why it has no bonds, or lacks some modes (for the error)
+
+
+@dataclass(frozen=True)
+class BondSpec:
+    """A bond as a bridge's uplink: ``uplink: {bond: NAME, members: [...], mode: ..., ...}``.
+
+    Settings come from settings.BOND (one row each); ``None`` means "not declared": a new bond
+    takes the row's default, an existing one keeps what it has.
+    """
+
+    name: str
+    members: Optional[tuple[str, ...]] = None
+    mode: Optional[str] = None
+    lacp: Optional[str] = None
+    lacp_rate: Optional[str] = None
+    lacp_fallback: Optional[bool] = None
+    primary: Optional[str] = None
+    miimon: Optional[int] = None
+    updelay: Optional[int] = None
+    downdelay: Optional[int] = None
+    rebalance_interval: Optional[int] = None
+
+    KEYS = ("bond", *BOND)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], prefix: str = "uplink.") -> BondSpec:
+        v.known_keys(prefix.rstrip("."), params, cls.KEYS, "a bond")
+        name = v.ifname(prefix + "bond", params.get("bond"))
+        settings = {key: setting.check(prefix + key, params.get(key)) for key, setting in BOND.items()}
+        if settings["members"] is None:
+            raise ValidationError(prefix + "members", None, f"is required: list the NICs bond '{name}' is made "
+                                                            "of (at least two)")
+        if name in settings["members"]:
+            raise ValidationError(prefix + "members", list(settings["members"]), f"includes the bond '{name}' "
+                                                                                 "itself")
+        check_bond_rules(settings, prefix)
+        return cls(name=name, **settings)
+
+    def settings(self) -> dict[str, Any]:
+        """The declared settings (members as a list, as records keep them)."""
+        declared = {k: getattr(self, k) for k in BOND if getattr(self, k) is not None}
+        if "members" in declared:
+            declared["members"] = list(declared["members"])
+        return declared
+
+    def record(self) -> dict[str, Any]:
+        """The whole bond a new one gets: declared settings over the table's defaults."""
+        return bond_record(self.settings())
 
 
 @dataclass(frozen=True)
@@ -52,19 +105,27 @@ class BridgeSpec:
     mtu: Optional[int] = None
     mac: Optional[str] = None
     uplink: Optional[str] = None
+    bond: Optional[BondSpec] = None   # set when the uplink is a bond (``uplink`` is then its name)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> BridgeSpec:
         name = v.ifname("name", params.get("name"))
         settings = parse_settings(BRIDGE, params)
         check_bridge_rules(settings["stp"], settings["forward_delay"])
-        uplink = v.optional(v.ifname, "uplink", params.get("uplink"))
+        declared = params.get("uplink")
+        bond = BondSpec.from_params(declared) if isinstance(declared, Mapping) else None
+        uplink = bond.name if bond is not None else v.optional(v.ifname, "uplink", declared)
         if uplink == name:
-            raise ValidationError("uplink", uplink, "is the bridge itself; an uplink must be another interface")
+            raise ValidationError("uplink.bond" if bond else "uplink", uplink, "is the bridge itself; an uplink "
+                                                                               "must be another interface")
+        if bond is not None and name in (bond.members or ()):
+            raise ValidationError("uplink.members", list(bond.members or ()), f"includes the bridge '{name}' "
+                                                                              "itself")
         return cls(
             name=name,
             datapath=v.choice("datapath", params.get("datapath") or "kernel", DATAPATHS),
             uplink=uplink,
+            bond=bond,
             **settings,
         )
 
@@ -155,6 +216,7 @@ class PortState:
     promiscuous: bool = PORT["promiscuous"].default
     external_ids: Optional[dict[str, str]] = None
     uplink: bool = False
+    bond: Optional[dict[str, Any]] = None   # a bond port: its whole record (settings.BOND), else None
 
     def to_facts(self) -> dict[str, Any]:
         # Built by hand: dataclasses.asdict deep-copies, which cost 0.1 s for a 1,000-port diff.

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Optional
 
+from .bond_plan import plan_bond_uplink
 from .errors import ConflictError, MissingFeatureError, NotFoundError, ValidationError
 from .identity import stable_mac
 from .model import BridgeSpec, BridgeState, Change, Features, HostState, PortSpec, PortState, VlanSpec
@@ -34,8 +35,12 @@ def _check_not_bridge(state: HostState, field: str, name: str) -> None:
         raise ConflictError(field, name, "is a bridge; a bridge cannot be a port of another bridge")
 
 
-def plan_bridge(spec: BridgeSpec, state: HostState) -> list[Change]:
-    """Changes that make bridge ``spec.name`` exist with the declared settings and uplink."""
+def plan_bridge(spec: BridgeSpec, state: HostState,
+                features: Optional[Mapping[str, Features]] = None) -> list[Change]:
+    """Changes that make bridge ``spec.name`` exist with the declared settings and uplink.
+
+    ``features``: what each datapath can do; needed only for a bond uplink (which it checks).
+    """
     if spec.datapath not in state.datapaths:
         raise MissingFeatureError("datapath", spec.datapath, "is not available on this host: vswitchd is not "
                                                              "running (deploy it with the openvif.vswitch."
@@ -63,13 +68,18 @@ def plan_bridge(spec: BridgeSpec, state: HostState) -> list[Change]:
         differing = {k: val for k, val in spec.settings().items() if getattr(current, k) != val}
         if differing:
             changes.append(Change("set_bridge", spec.name, spec.datapath, differing))
-    if spec.uplink is not None:
+    if spec.bond is not None:
+        changes.extend(plan_bond_uplink(spec, current, state, features))
+    elif spec.uplink is not None:
         changes.extend(_plan_uplink(spec, spec.uplink, current, state))
     return changes
 
 
 def _plan_uplink(spec: BridgeSpec, uplink: str, current: Optional[BridgeState], state: HostState) -> list[Change]:
     _check_not_bridge(state, "uplink", uplink)
+    bond = state.ports.get(uplink)
+    if bond is not None and bond.bond is not None and bond.bridge == spec.name:
+        return []   # the bond declared before, named by its name: nothing to do
     if uplink not in state.links:
         raise NotFoundError("uplink", uplink, "does not exist on this host; an uplink must be an existing "
                                               "interface (the PIF, e.g. peth0)")
@@ -328,5 +338,5 @@ def _inverse_of(change: Change, state: HostState) -> list[Change]:
 
 def _readd_port(state: HostState, port: PortState) -> Change:
     datapath = state.bridges[port.bridge].datapath
-    args = {k: getattr(port, k) for k in ("bridge", *PORT_SETTINGS, "uplink")}
+    args = {k: getattr(port, k) for k in ("bridge", *PORT_SETTINGS, "uplink", "bond")}
     return Change("add_port", port.name, datapath, {k: val for k, val in args.items() if val not in (None, False)})

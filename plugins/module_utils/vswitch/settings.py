@@ -152,3 +152,124 @@ def check_port_rules(vlan: Optional[int], trunks: Any, native_vlan: Optional[int
 # Declaring one port mode clears the other mode's settings (the planner's rule, stated once).
 ACCESS_SETTINGS = ("vlan",)
 TRUNK_SETTINGS = ("trunks", "native_vlan")
+
+
+# -- bonds: an uplink made of two or more NICs ---------------------------------------------------------------
+# A bond is declared as a bridge's uplink (vswitch_bridge ``uplink: {bond: NAME, members: [...], ...}``):
+# the bond is the network's one PIF. Each row is one bond setting; errors name it under ``uplink.``.
+BOND_MODES = ("active-backup", "balance-slb", "balance-tcp")
+LACP_MODES = ("off", "active", "passive")
+LACP_RATES = ("slow", "fast")
+BOND_MEMBERS_MAX = 16
+BOND_DELAY_MAX = 60000   # milliseconds
+
+
+def _bond_members(field: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ValidationError(field, value, "must be a list of interface names (the bond's member NICs)")
+    names = tuple(v.ifname(f"{field}[{index}]", name) for index, name in enumerate(value))
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise ValidationError(f"{field}[{index}]", name, f"is listed twice (also {field}[{names.index(name)}])")
+    if len(names) < 2:
+        raise ValidationError(field, list(names), "needs at least two members: a bond of one NIC has nothing to "
+                                                  "fail over to (declare a single NIC as a plain uplink instead)")
+    if len(names) > BOND_MEMBERS_MAX:
+        raise ValidationError(field, list(names), f"has {len(names)} members; at most {BOND_MEMBERS_MAX}")
+    return names
+
+
+def _milliseconds(field: str, value: Any) -> int:
+    return v.integer(field, value, 0, BOND_DELAY_MAX, " milliseconds")
+
+
+def _bond_mode(field: str, value: Any) -> str:
+    return v.choice(field, value, BOND_MODES)
+
+
+def _lacp(field: str, value: Any) -> str:
+    return v.choice(field, value, LACP_MODES)
+
+
+def _lacp_rate(field: str, value: Any) -> str:
+    return v.choice(field, value, LACP_RATES)
+
+
+def _rebalance(field: str, value: Any) -> int:
+    return v.integer(field, value, 0, 10 * BOND_DELAY_MAX, " milliseconds (0 turns rebalancing off)")
+
+
+BOND: Mapping[str, Setting] = {s.name: s for s in (
+    Setting("members", _bond_members, None, "The NICs the bond is made of, at least two, with the same MTU, "
+            "none of them a port or uplink of any bridge.",
+            kernel="IFLA_MASTER of each member set to the bond device",
+            userspace="each member an AF_PACKET system port of the bond", ansible_type="list"),
+    Setting("mode", _bond_mode, "active-backup",
+            "active-backup (one member carries all traffic, another takes over on link loss), balance-slb "
+            "(source-MAC hashing over the members, rebalanced periodically; no switch support needed) or "
+            "balance-tcp (L2-L4 hashing; needs lacp).",
+            kernel="IFLA_BOND_MODE: active-backup, or 802.3ad with xmit_hash_policy layer3+4 for balance-tcp; "
+            "balance-slb refused (the bonding driver has none)",
+            userspace="bond.py's member choice per frame", ansible_type="str"),
+    Setting("lacp", _lacp, "off",
+            "IEEE 802.1AX (802.3ad) LACP: active sends LACPDUs, passive answers an active partner, off "
+            "negotiates nothing. With LACP a member carries traffic only once the partner agrees.",
+            kernel="mode 802.3ad, IFLA_BOND_AD_LACP_ACTIVE", userspace="lacp.py's actor/partner machines",
+            ansible_type="str"),
+    Setting("lacp_rate", _lacp_rate, "slow",
+            "How often the partner is asked to send LACPDUs: fast (every second, 3 s timeout) or slow "
+            "(every 30 s, 90 s timeout).", kernel="IFLA_BOND_AD_LACP_RATE",
+            userspace="the actor's LACP_Timeout bit", ansible_type="str"),
+    Setting("lacp_fallback", v.boolean, True, "With LACP, when the partner sends no LACPDUs at all, carry "
+            "traffic active-backup over one member instead of none (OVS's lacp-fallback-ab).",
+            kernel="the driver's own behaviour (one aggregator of one member)",
+            userspace="active-backup over the members with link", ansible_type="bool"),
+    Setting("primary", v.ifname, None, "The member active-backup prefers whenever its link is up.",
+            kernel="IFLA_BOND_PRIMARY", userspace="chosen first as the active member", ansible_type="str"),
+    Setting("miimon", _milliseconds, 100, "Milliseconds between carrier checks of each member (link events "
+            "from netlink arrive at once as well); 0 relies on the events alone.",
+            kernel="IFLA_BOND_MIIMON", userspace="carrier poll interval", ansible_type="int"),
+    Setting("updelay", _milliseconds, 0, "Milliseconds a member's link must stay up before it carries traffic.",
+            kernel="IFLA_BOND_UPDELAY", userspace="member enabled after the delay", ansible_type="int"),
+    Setting("downdelay", _milliseconds, 0, "Milliseconds a member's link may be down before it is disabled.",
+            kernel="IFLA_BOND_DOWNDELAY", userspace="member disabled after the delay", ansible_type="int"),
+    Setting("rebalance_interval", _rebalance, 10000, "balance-slb: milliseconds between rebalancings of the "
+            "source-MAC hash buckets over the members by the load each carried.",
+            kernel="refused with balance-slb (no such mode)", userspace="bond.py's rebalance", ansible_type="int"),
+)}
+BOND_SETTINGS: tuple[str, ...] = tuple(BOND)
+
+
+def check_bond_rules(bond: Mapping[str, Any], prefix: str = "uplink.") -> None:
+    """Rules between bond settings, on the declared values (``None``: not declared)."""
+    members = bond.get("members") or ()
+    primary = bond.get("primary")
+    if primary is not None and members and primary not in members:
+        raise ValidationError(prefix + "primary", primary, f"is not a member of the bond (members: "
+                                                           f"{', '.join(members)})")
+    if bond.get("mode") == "balance-tcp" and bond.get("lacp") in (None, "off"):
+        raise ValidationError(prefix + "mode", "balance-tcp", "needs lacp: active or passive (L4 hashing over "
+                                                              "members the partner does not aggregate would "
+                                                              "loop or drop frames); use balance-slb without LACP")
+
+
+def bond_record(declared: Mapping[str, Any], prefix: str = "uplink.") -> dict[str, Any]:
+    """A whole bond (every setting, defaults filled) from declared values: what a new bond gets."""
+    record = {name: (declared.get(name) if declared.get(name) is not None else setting.default)
+              for name, setting in BOND.items()}
+    if not record["members"]:
+        raise ValidationError(prefix + "members", None, "is required: list the bond's member NICs (at least two)")
+    record["members"] = list(record["members"])
+    check_bond_rules(record, prefix)
+    return record
+
+
+def parse_bond(field: str, value: Any) -> dict[str, Any]:
+    """A bond record as vswitchd's state file and transactions carry it, validated whole."""
+    if not isinstance(value, Mapping):
+        raise ValidationError(field, value, "must be a mapping of bond settings")
+    unknown = sorted(str(k) for k in value if k not in BOND)
+    if unknown:
+        raise ValidationError(f"{field}.{unknown[0]}", value[unknown[0]], f"is not a bond setting (known: "
+                                                                          f"{', '.join(BOND_SETTINGS)})")
+    return bond_record({k: BOND[k].check(f"{field}.{k}", val) for k, val in value.items()}, field + ".")

@@ -14,10 +14,10 @@ from typing import Any, Optional
 from .model import BridgeState, Change, FdbEntry, Features, HostState, Link, PortState
 from .paths import socket_configured, socket_path
 from .rpc import Client, DaemonUnavailable
-from .settings import BRIDGE, PORT, Setting
+from .settings import BOND_MODES, BRIDGE, PORT, Setting
 
 FEATURES = Features(vlan_filtering=True, port_promiscuous=True, port_security=True, create_ports=True,
-                    external_ids=True)
+                    external_ids=True, bond_modes=BOND_MODES)
 
 
 class UserspaceBackend:
@@ -38,7 +38,8 @@ class UserspaceBackend:
             for name, b in state.get("bridges", {}).items()
         }
         ports = {
-            name: PortState(name=name, bridge=p["bridge"], **_settings(PORT, p), uplink=bool(p.get("uplink")))
+            name: PortState(name=name, bridge=p["bridge"], **_settings(PORT, p), uplink=bool(p.get("uplink")),
+                            bond=p.get("bond"))
             for name, p in state.get("ports", {}).items()
         }
         links: dict[str, Link] = {}

@@ -16,12 +16,13 @@ from typing import Any
 from .. import validate as v
 from ..errors import ConflictError, MissingFeatureError, NotFoundError, ValidationError, VswitchError
 from ..model import OPS
-from ..settings import BRIDGE, PORT, UPLINK, check_port_rules
+from ..settings import BRIDGE, PORT, UPLINK, check_port_rules, parse_bond
 
 BRIDGE_DEFAULTS: dict[str, Any] = {**{name: s.default for name, s in BRIDGE.items()}, "parent": None, "tag": None}
 # A VLAN network ("VLAN <tag> on <parent>", OVS's fake bridge) is a bridge with these two set; they are
 # fixed at creation: re-tagging a network under its VMs would move them silently.
 VLAN_KEYS = ("parent", "tag")
+# A bond port also has "bond" (its record, settings.BOND); other ports do not carry the key at all.
 PORT_DEFAULTS: dict[str, Any] = {**{name: s.default for name, s in PORT.items()}, UPLINK.name: UPLINK.default}
 MAX_BRIDGES = 1024
 MAX_PORTS = 16384
@@ -48,6 +49,8 @@ def _bridge_setting(key: str, value: Any) -> Any:
 def _port_setting(key: str, value: Any) -> Any:
     if key == "bridge":
         return v.ifname(key, value)
+    if key == "bond":   # a bond port: its whole record (settings.BOND), validated as one
+        return None if value is None else parse_bond(key, value)
     setting = UPLINK if key == UPLINK.name else PORT.get(key)
     if setting is None:
         raise ValidationError(key, value, f"is not a port setting (known: bridge, {', '.join(PORT_DEFAULTS)})")
@@ -227,6 +230,7 @@ def _check_whole(config: Config) -> None:
         if other != name:
             raise ConflictError(f"bridges.{name}.tag", tag, f"is already used on '{parent}' by VLAN network "
                                                             f"'{other}'")
+    _check_bonds(config)
     uplinks: dict[str, str] = {}
     for name, port in sorted(config.ports.items()):
         if port["bridge"] not in config.bridges:
@@ -242,3 +246,23 @@ def _check_whole(config: Config) -> None:
             if other != name:
                 raise ConflictError(f"ports.{name}.uplink", True, f"would be a second uplink of bridge "
                                     f"'{port['bridge']}' (it has '{other}'); a network has at most one PIF")
+
+
+def _check_bonds(config: Config) -> None:
+    """A bond's members are NICs of that bond only: no port of vswitchd, no member of another bond."""
+    owners: dict[str, str] = {}
+    for name, port in sorted(config.ports.items()):
+        bond = port.get("bond")
+        if bond is None:
+            continue
+        if port["type"] != "system":
+            raise ConflictError(f"ports.{name}.type", port["type"], "cannot be a bond's type: a bond is made of "
+                                                                    "system ports (its members)")
+        for index, member in enumerate(bond["members"]):
+            field = f"ports.{name}.bond.members[{index}]"
+            if member in config.ports or member in config.bridges:
+                what = "a bridge" if member in config.bridges else f"a port of bridge '{config.ports[member]['bridge']}'"
+                raise ConflictError(field, member, f"is {what}; a bond member belongs to its bond only")
+            other = owners.setdefault(member, name)
+            if other != name:
+                raise ConflictError(field, member, f"is already a member of bond '{other}'")
