@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from .errors import ConflictError, MissingFeatureError, NotFoundError
 from .model import BondSpec, BridgeSpec, BridgeState, Change, Features, HostState
-from .settings import BOND, bond_record, check_bond_rules
+from .settings import BOND, check_bond_rules
 
 USERSPACE_BONDS = "use datapath: userspace (vswitchd bonds its own ports and needs no kernel bonding)"
 

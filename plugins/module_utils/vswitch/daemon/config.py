@@ -261,7 +261,8 @@ def _check_bonds(config: Config) -> None:
         for index, member in enumerate(bond["members"]):
             field = f"ports.{name}.bond.members[{index}]"
             if member in config.ports or member in config.bridges:
-                what = "a bridge" if member in config.bridges else f"a port of bridge '{config.ports[member]['bridge']}'"
+                what = ("a bridge" if member in config.bridges
+                        else f"a port of bridge '{config.ports[member]['bridge']}'")
                 raise ConflictError(field, member, f"is {what}; a bond member belongs to its bond only")
             other = owners.setdefault(member, name)
             if other != name:
