@@ -55,6 +55,14 @@ vswitch:
     ports:
       description: Port name to its bridge and settings.
       type: dict
+    bonds:
+      description:
+        - Bond name to its bridge, C(mode), C(lacp), C(settings) (the whole declared record), the
+          C(active_member), C(lacp_status) (C(negotiated), C(off), C(fallback active-backup), C(no partner)),
+          C(failovers), and C(members), each with C(name), C(link) (up/down), C(enabled) (carries traffic),
+          C(active), C(lacp) (the receive machine, current/expired/defaulted), C(lacp_actor) and
+          C(lacp_partner) (system, key, port and state bits) and its counters.
+      type: dict
     fdb:
       description: Forwarding entries (bridge, port, mac, vlan, age in seconds, static, local).
       type: list

@@ -199,11 +199,31 @@ def info(params: Mapping[str, Any], host: Host) -> Result:
     ports = {name: p.to_facts() for name, p in sorted(state.ports.items()) if p.bridge in bridges}
     vlans = {name: {"parent": b["parent"], "tag": b["tag"]} for name, b in bridges.items() if b["parent"]}
     facts: dict[str, Any] = {"bridges": bridges, "ports": ports, "vlans": vlans, "datapaths": list(state.datapaths)}
+    facts["bonds"] = _bond_facts(host, state, bridges)
     if params.get("fdb", True):
         facts["fdb"] = [vars(entry) for entry in host.fdb() if entry.bridge in bridges]
     if host.declarations is not None:
         facts["declaration"] = _declaration_facts(host.declarations, state, wanted)
     return Result(changed=False, values={"vswitch": facts, "ansible_facts": {"vswitch": facts}})
+
+
+def _bond_facts(host: Host, state: HostState, bridges: Mapping[str, Any]) -> dict[str, Any]:
+    """Each bond of the reported bridges: its declared record, and how it runs where the datapath says."""
+    running: dict[str, dict[str, Any]] = {}
+    for backend in host.backends.values():
+        reader = getattr(backend, "bonds", None)
+        if reader is not None:
+            running.update({row["bond"]: row for row in reader()})
+    facts = {}
+    for name, port in sorted(state.ports.items()):
+        if port.bond is None or port.bridge not in bridges:
+            continue
+        live = running.get(name, {})
+        facts[name] = {"bridge": port.bridge, "mode": port.bond["mode"], "lacp": port.bond["lacp"],
+                       "settings": dict(port.bond), "active_member": live.get("active_member"),
+                       "lacp_status": live.get("lacp_status"), "failovers": live.get("failovers"),
+                       "members": live.get("members") or [{"name": m} for m in port.bond["members"]]}
+    return facts
 
 
 def _declaration_facts(store: DeclarationStore, state: HostState, wanted: Optional[set[str]]) -> dict[str, Any]:

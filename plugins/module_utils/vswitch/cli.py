@@ -10,7 +10,9 @@ import json
 import sys
 from typing import Any, Optional
 
+from .bond_cli import bond_request, format_bonds, format_lacp
 from .clirun import CliError, run_reporting
+from .errors import VswitchError
 from .rpc import Client
 from .vlans import format_vlans, parse_vlans
 from .vsctl.syntax import format_value
@@ -274,6 +276,35 @@ def cmd_apply(client: Client, args: argparse.Namespace) -> str:
     return json.dumps(result)
 
 
+def cmd_add_bond(client: Client, args: argparse.Namespace) -> str:
+    """``add-bond BRIDGE BOND IFACE... [bond_mode=...] [lacp=...]``: the bond becomes the bridge's uplink."""
+    from .bond_plan import plan_bond_uplink
+    from .userspace import FEATURES, UserspaceBackend
+
+    state = UserspaceBackend(client, include_links=True).read()
+    _require_bridge(_state(client), args.bridge)
+    existing = state.ports.get(args.bond)
+    if existing is not None and args.may_exist and existing.bridge == args.bridge and existing.bond is not None:
+        return ""
+    spec = bond_request(args.bridge, args.bond, args.words)
+    try:
+        changes = plan_bond_uplink(spec, state.bridges.get(args.bridge), state, {"userspace": FEATURES})
+    except VswitchError as err:
+        raise CliError(err.message) from None
+    client.call("transact", {"changes": [c.to_dict() for c in changes]})
+    return ""
+
+
+def cmd_bond_show(client: Client, args: argparse.Namespace) -> str:
+    rows = client.call("bond_show", {"bond": args.bond} if args.bond else {})
+    return json.dumps(rows, indent=1) if args.json else format_bonds(rows)
+
+
+def cmd_lacp_show(client: Client, args: argparse.Namespace) -> str:
+    rows = client.call("lacp_show", {"bond": args.bond} if args.bond else {})
+    return json.dumps(rows, indent=1) if args.json else format_lacp(rows)
+
+
 def cmd_ping(client: Client, args: argparse.Namespace) -> str:
     return json.dumps(client.call("ping"))
 
@@ -344,6 +375,17 @@ def build_parser() -> argparse.ArgumentParser:
     verb("vlog-set", cmd_vlog_set, "set log levels: LEVEL or MODULE:LEVEL").add_argument("specs", nargs="+")
     verb("apply", cmd_apply, "apply a JSON transaction of changes from FILE (- for stdin)").add_argument("file")
     verb("ping", cmd_ping, "check that the daemon answers")
+    p = verb("add-bond", cmd_add_bond, "add bond BOND of IFACEs as BRIDGE's uplink: bond_mode=active-backup|"
+             "balance-slb|balance-tcp lacp=active|passive|off ...")
+    p.add_argument("bridge")
+    p.add_argument("bond")
+    p.add_argument("words", nargs="+", metavar="IFACE... [KEY=VALUE]")
+    p.add_argument("--may-exist", action="store_true", default=argparse.SUPPRESS)
+    for name, func, text in (("bond-show", cmd_bond_show, "bonds: members, active member, counters"),
+                             ("lacp-show", cmd_lacp_show, "LACP actor and partner of each bond member")):
+        p = verb(name, func, text)
+        p.add_argument("bond", nargs="?")
+        p.add_argument("--json", action="store_true")
     sub.add_parser("vsctl", help="run an ovs-vsctl command line (vswitchctl vsctl -- add-port BR PORT tag=5 ...)")
     return parser
 

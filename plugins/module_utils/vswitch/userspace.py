@@ -57,6 +57,18 @@ class UserspaceBackend:
                          static=bool(r.get("static")), local=bool(r.get("local")))
                 for r in rows]
 
+    def bonds(self) -> list[dict[str, Any]]:
+        """Each bond as running: mode, members with link and LACP state, active member, counters."""
+        shown = self.client.call("bond_show")
+        lacp = {row["bond"]: row for row in self.client.call("lacp_show")}
+        for row in shown:
+            members = {m["name"]: m for m in lacp.get(row["bond"], {}).get("members", ())}
+            for member in row.get("members", ()):
+                found = members.get(member["name"])
+                if found is not None:
+                    member["lacp_actor"], member["lacp_partner"] = found["actor"], found["partner"]
+        return shown
+
     def stats(self, bridge: Optional[str] = None) -> list[dict[str, Any]]:
         """Per-port counters (rx/tx packets and bytes, drops by reason)."""
         return self.client.call("port_stats", {"bridge": bridge} if bridge else {})

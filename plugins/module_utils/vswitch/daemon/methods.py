@@ -90,7 +90,7 @@ def log_spec(field: str, value: Any) -> tuple[list[str], int]:
 
 
 # -- log levels at run time (vlog/list, vlog/set) ----------------------------------------------------------
-LOG_MODULES = ("vswitchd", "vswitchd.switch", "vswitchd.ports", "vswitchd.server", "vswitchd.main")
+LOG_MODULES = ("vswitchd", "vswitchd.switch", "vswitchd.ports", "vswitchd.server", "vswitchd.main", "vswitchd.bond")
 LOG_LEVELS = {"debug": logging.DEBUG, "dbg": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
               "warn": logging.WARNING, "error": logging.ERROR, "err": logging.ERROR, "critical": logging.CRITICAL,
               "emer": logging.CRITICAL, "off": logging.CRITICAL + 10}
@@ -147,6 +147,16 @@ def make_methods(switch: Any, clock: Callable[[], float], info: dict[str, Any]) 
     table.register("fdb_flush", fdb_flush, bridge, doc="forget learned MACs")
     table.register("port_stats", port_stats, bridge, doc="per-port counters")
     table.register("fdb_summary", fdb_summary, doc="learned entries and limits per bridge")
+
+    def bond_show(bond: Optional[str]) -> Any:
+        return switch.bonds(bond, "show")
+
+    def lacp_show(bond: Optional[str]) -> Any:
+        return switch.bonds(bond, "lacp")
+
+    bond = Param("bond", v.ifname, doc="a bond of vswitchd; every bond when left out")
+    table.register("bond_show", bond_show, bond, doc="bonds: mode, members, active member, counters")
+    table.register("lacp_show", lacp_show, bond, doc="LACP actor and partner of each bond member")
     table.register("vlog_list", vlog_list, doc="log level of each module")
     table.register("vlog_set", set_log_level, Param("spec", log_spec, required=True, doc="LEVEL or MODULE:LEVEL"),
                    doc="set log levels")

@@ -17,6 +17,7 @@ from ..errors import BackendError, ConflictError, VswitchError
 from ..identity import stable_mac
 from . import faults
 from . import ports as netdev
+from .bond import BondIO
 from .config import Config, apply_changes
 from .datapath import Bridge, Port
 from .db import StateFile
@@ -33,8 +34,10 @@ def parents_first(bridges: dict[str, dict[str, Any]]) -> list[tuple[str, dict[st
     return sorted(bridges.items(), key=lambda item: item[1].get("parent") is not None)
 
 
-def _io_class(kind: str) -> str:
-    return "system" if kind == "system" else "tap"
+def _io_class(spec: dict[str, Any]) -> str:
+    if spec.get("bond") is not None:
+        return "bond"
+    return "system" if spec["type"] == "system" else "tap"
 
 
 class RunPort:
@@ -77,8 +80,7 @@ class Switch:
         for name, spec in config.ports.items():
             run = RunPort(name, spec["type"])
             try:
-                run.io = netdev.open_io(name, spec["type"], run.port, self.loop, owner=self.owner,
-                                        mtu=config.bridges[spec["bridge"]]["mtu"])
+                run.io = self._open_io(name, spec, run.port, config.bridges[spec["bridge"]]["mtu"])
             except VswitchError as err:
                 run.status = err.message
                 log.error("port %s not restored (will retry): %s", name, err.message)
@@ -105,14 +107,13 @@ class Switch:
                     faults.reached("transact.settings-changed")
             for name, spec in new.ports.items():
                 before = old.ports.get(name)
-                if before is not None and _io_class(before["type"]) != _io_class(spec["type"]):
-                    raise ConflictError(f"ports.{name}.type", spec["type"],
-                                        f"cannot replace type '{before['type']}' in place; delete the port "
+                if before is not None and _io_class(before) != _io_class(spec):
+                    raise ConflictError(f"ports.{name}.type", _io_class(spec),
+                                        f"cannot replace type '{_io_class(before)}' in place; delete the port "
                                         "first, then add it with the new type")
                 if before is None:
                     run = RunPort(name, spec["type"])
-                    run.io = netdev.open_io(name, spec["type"], run.port, self.loop, owner=self.owner,
-                                            mtu=new.bridges[spec["bridge"]]["mtu"])
+                    run.io = self._open_io(name, spec, run.port, new.bridges[spec["bridge"]]["mtu"])
                     created[name] = run
                     faults.reached("transact.port-opened")
             if new != old:
@@ -137,6 +138,11 @@ class Switch:
         self._commit(old, new, created, internals)
         faults.reached("transact.committed")
         return {"changed": new != old, "serial": self.db.serial}
+
+    def _open_io(self, name: str, spec: dict[str, Any], port: Port, mtu: int) -> Any:
+        if spec.get("bond") is not None:   # a bond: its members' I/O, run by bond.py
+            return BondIO(name, port, self.loop, spec["bond"])
+        return netdev.open_io(name, spec["type"], port, self.loop, owner=self.owner, mtu=mtu)
 
     def _prepare_bridge_settings(self, name: str, old: dict[str, Any], new: dict[str, Any],
                                  undo: list[Callable[[], None]]) -> bool:
@@ -179,6 +185,8 @@ class Switch:
                     run.port.bridge.detach(run.port)
                 run.port.kind = spec["type"]
                 self._configure(run, spec)
+                if isinstance(run.io, BondIO) and old.ports[name].get("bond") != spec.get("bond"):
+                    run.io.reconfigure(spec["bond"], self.loop.clock())
 
     def _new_bridge(self, name: str, settings: dict[str, Any]) -> None:
         if settings.get("parent") is not None:
@@ -202,7 +210,7 @@ class Switch:
     def _commit_port(self, name: str, run: RunPort, spec: dict[str, Any]) -> None:
         self.ports[name] = run
         self._configure(run, spec)
-        if run.io is not None:
+        if run.io is not None and not isinstance(run.io, BondIO):   # a bond registers its members itself
             self.loop.register(run.io.fileno(), self._handler(run, run.io))
 
     def _configure(self, run: RunPort, spec: dict[str, Any]) -> None:
@@ -241,7 +249,8 @@ class Switch:
             run.port.bridge.detach(run.port)
         if run.io is not None:
             try:
-                self.loop.unregister(run.io.fileno())
+                if not isinstance(run.io, BondIO):
+                    self.loop.unregister(run.io.fileno())
             except (OSError, ValueError):
                 pass
             run.io.close(keep=keep)
@@ -274,8 +283,7 @@ class Switch:
             if run.io is None:
                 spec = self.config.ports[name]
                 try:
-                    run.io = netdev.open_io(name, spec["type"], run.port, self.loop, owner=self.owner,
-                                            mtu=self.config.bridges[spec["bridge"]]["mtu"])
+                    run.io = self._open_io(name, spec, run.port, self.config.bridges[spec["bridge"]]["mtu"])
                 except VswitchError as err:
                     run.status = err.message
                     continue
@@ -354,6 +362,24 @@ class Switch:
             for run in runs:
                 rows.append({"bridge": bridge_name, "port": run.port.name, "type": run.port.kind,
                              "status": run.status, **run.port.counters()})
+        return rows
+
+    def bonds(self, name: Optional[str], what: str = "show") -> list[dict[str, Any]]:
+        """Each bond's status (``show``) or LACP state (``lacp``), of one bond or all."""
+        from ..errors import NotFoundError
+        runs = {n: run for n, run in sorted(self.ports.items()) if self.config.ports[n].get("bond") is not None}
+        if name is not None:
+            if name not in runs:
+                raise NotFoundError("bond", name, "is not a bond of vswitchd")
+            runs = {name: runs[name]}
+        rows = []
+        for bond_name, run in runs.items():
+            spec = self.config.ports[bond_name]
+            if isinstance(run.io, BondIO):
+                row = run.io.show() if what == "show" else run.io.lacp_show()
+            else:
+                row = {"bond": bond_name, "status": run.status, "members": []}
+            rows.append({"bridge": spec["bridge"], **row})
         return rows
 
     def fdb_summary(self) -> dict[str, Any]:

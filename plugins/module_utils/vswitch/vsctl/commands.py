@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from ..bond_cli import bond_request
 from ..errors import VswitchError
 from ..model import BridgeSpec, Change, Features, HostState, PortSpec, VlanSpec
 from ..plan import plan_bridge, plan_bridge_absent, plan_ports, plan_vlan, simulate, vlan_networks_of
@@ -137,6 +138,23 @@ def add_port(ctx: Context, cmd: Command, _opts: dict[str, Any]) -> None:
     ctx.plan(lambda: plan_ports([PortSpec(name=name, bridge=bridge)], ctx.state, ctx.features))
     if settings:
         _write(ctx, "Port", name, [_assignment("Port", item) for item in settings])
+
+
+def add_bond(ctx: Context, cmd: Command, _opts: dict[str, Any]) -> None:
+    """``add-bond BRIDGE BOND IFACE... [bond_mode=...] [lacp=...]``: the bond is the bridge's uplink here."""
+    bridge, name, words = cmd.args[0], cmd.args[1], [unquote(word) for word in cmd.args[2:]]
+    ctx.bridge(bridge)
+    existing = ctx.state.ports.get(name)
+    if existing is not None and cmd.has("may-exist") and existing.bridge == bridge and existing.bond is not None:
+        return
+    if existing is not None:
+        raise VsctlError(f"cannot create a port named {name} because a port named {name} already exists on "
+                         f"bridge {existing.bridge}")
+    try:
+        spec = bond_request(bridge, name, words, DATAPATH)
+    except VswitchError as err:
+        raise VsctlError(err.message) from None
+    ctx.plan(lambda: plan_bridge(spec, ctx.state, ctx.features))
 
 
 def del_port(ctx: Context, cmd: Command, _opts: dict[str, Any]) -> None:
@@ -356,6 +374,7 @@ COMMANDS: dict[str, Spec] = {
     "list-ports": Spec(list_ports, 1, 1),
     "list-ifaces": Spec(list_ports, 1, 1),
     "add-port": Spec(add_port, 2, 1 << 16, ("may-exist",), changes=True),
+    "add-bond": Spec(add_bond, 4, 1 << 16, ("may-exist", "fake-iface"), changes=True),
     "del-port": Spec(del_port, 1, 2, ("if-exists", "with-iface"), changes=True),
     "port-to-br": Spec(port_to_br, 1, 1),
     "iface-to-br": Spec(iface_to_br, 1, 1),
