@@ -136,7 +136,7 @@ def test_bond_survives_a_restart_and_the_vsctl_front_end_adds_one(netlab, vswitc
     linux_bridge_peer(netlab, ns["pp"])
     daemon = vswitchd(ns["sw"])
     result = vsctl(daemon, "--", "add-br", "br0", "--", "add-port", "br0", "vif1.0", "--", "add-bond", "br0",
-                        "bond0", "eth1", "eth2", "bond_mode=balance-slb", "other_config:bond-primary=eth2")
+                   "bond0", "eth1", "eth2", "bond_mode=balance-slb", "other_config:bond-primary=eth2")
     assert result.returncode == 0, result.stderr
     assert netlab.ping_until(ns["vm"], FAR_IP)
     # The ovs-vsctl front end refuses what the planner refuses: a member that is already in use.

@@ -110,9 +110,7 @@ class LacpMember:
         self.rx = CURRENT
         self.deadline = now + timeout
         # The partner's picture of us is out of date: tell it (802.1AX's "update needed").
-        if (partner_view.sys_mac, partner_view.sys_priority, partner_view.key, partner_view.port,
-                partner_view.port_priority, partner_view.state) != (ours.sys_mac, ours.sys_priority, ours.key,
-                                                                     ours.port, ours.port_priority, ours.state):
+        if _fields(partner_view) != _fields(ours):
             self.ntt = True
 
     def expire(self, now: float, carrier: bool) -> bool:

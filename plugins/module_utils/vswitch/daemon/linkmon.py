@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 log = logging.getLogger("vswitchd.bond")
 
@@ -23,8 +22,11 @@ _NLMSGHDR = struct.Struct("=IHHII")
 _IFINFOMSG = struct.Struct("=BxHiII")
 _NLA = struct.Struct("=HH")
 
-# (name, carrier) -> None; carrier: administratively up and operationally running (has link).
-LinkCallback = Callable[[str, bool, float], None]
+if TYPE_CHECKING:   # aliases for hints only, as in loop.py
+    from collections.abc import Callable
+
+    # (name, carrier, now) -> None; carrier: administratively up and operationally running (has link).
+    LinkCallback = Callable[[str, bool, float], None]
 
 
 def carrier(flags: int) -> bool:
