@@ -185,3 +185,20 @@ def test_model_refuses_bond_named_like_a_member_or_the_bridge():
     with pytest.raises(ValidationError) as err:
         BridgeSpec.from_params({"name": "xenbr0", "uplink": {"bond": "eth1", "members": ["eth1", "eth2"]}})
     assert err.value.field == "uplink.members"
+
+
+def test_add_bond_words_become_the_module_declaration():
+    from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.bond_cli import bond_request
+
+    spec = bond_request("xenbr0", "bond0", ["eth1", "eth2", "bond_mode=balance-tcp", "lacp=active",
+                                            "other_config:lacp-time=fast", "other_config:lacp-fallback-ab=false",
+                                            "bond_updelay=200", "other_config:bond-primary=eth2"])
+    assert spec.bond == BondSpec(name="bond0", members=("eth1", "eth2"), mode="balance-tcp", lacp="active",
+                                 lacp_rate="fast", lacp_fallback=False, updelay=200, primary="eth2")
+    assert spec.uplink == "bond0" and spec.datapath == "userspace"
+    with pytest.raises(ValidationError) as err:
+        bond_request("xenbr0", "bond0", ["eth1", "eth2", "bond_fake=1"])
+    assert err.value.field == "bond_fake"
+    with pytest.raises(ValidationError) as err:
+        bond_request("xenbr0", "bond0", ["eth1", "eth2", "bond_updelay=soon"])
+    assert err.value.field == "uplink.updelay"
