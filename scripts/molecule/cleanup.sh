@@ -21,7 +21,7 @@ for name in "${ours[@]}"; do
   podman rm -f -t 5 "$name" >/dev/null && echo "molecule-cleanup: removed container $name"
 done
 # molecule's own record of those instances (every release's), so the next run starts with `create`.
-rm -rf "$BASE"/run/*/cache/molecule
+rm -rf "$BASE"/run/*/cache/molecule "$BASE"/run/*/ansible-home/tmp/molecule.*
 if [ "${RESET:-0}" = 1 ]; then
   podman rmi -f "$OPENVIF_MOLECULE_IMAGE" >/dev/null 2>&1 || true
   podman system reset -f >/dev/null 2>&1 || true   # our store only: CONTAINERS_* point at $BASE

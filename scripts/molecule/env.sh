@@ -16,16 +16,16 @@ OPENVIF_ANSIBLE_WHEEL_VERSION=${OPENVIF_ANSIBLE_WHEEL_VERSION:-12.3.0}
 
 export CONTAINERS_CONF=$BASE/etc/containers.conf
 export CONTAINERS_STORAGE_CONF=$BASE/etc/storage.conf
-export ANSIBLE_HOME=$BASE/ansible-home
 # containers.podman (extracted by setup.sh) + this checkout (bootstrap.sh's symlink).
 export ANSIBLE_COLLECTIONS_PATH=$MOLECULE_ROOT_DIR/.cache/collections:$BASE/collections
 export ANSIBLE_LOCAL_TEMP=$BASE/ansible-tmp
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 NO_COLOR=1 PY_COLORS=0
-# What a run on one release owns: molecule's and ansible-compat's per-scenario state
-# (XDG_CACHE_HOME), run.sh's lock and its snapshot of the collection. Scenarios on two releases can
-# then run at the same time (tests/molecule runs the other releases beside bookworm's); on one
-# release they take turns.
+# What a run on one release owns: molecule's per-scenario directory (inventory, instance config:
+# under ANSIBLE_HOME/tmp), molecule's and ansible-compat's state (XDG_CACHE_HOME), run.sh's lock and
+# its snapshot of the collection. Scenarios on two releases can then run at the same time
+# (tests/molecule runs the other releases beside bookworm's); on one release they take turns.
 RUN_DIR=$BASE/run/$OPENVIF_MOLECULE_RELEASE
+export ANSIBLE_HOME=$RUN_DIR/ansible-home
 export XDG_CACHE_HOME=$RUN_DIR/cache
 # molecule spawns ansible-playbook and ansible-config: they must be the venv's.
 export PATH=$MOLECULE_ROOT_DIR/.venv/bin:$PATH

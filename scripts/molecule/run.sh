@@ -19,7 +19,7 @@ fi
 cd "$MOLECULE_ROOT_DIR"
 # Scenarios of one release share their state directory; one molecule per release at a time
 # (container names carry the release, so two releases do not collide).
-mkdir -p "$RUN_DIR"
+mkdir -p "$RUN_DIR" "$ANSIBLE_HOME" "$XDG_CACHE_HOME"
 exec 9>"$RUN_DIR/run.lock"
 if ! flock -n 9; then
   echo "molecule-run: another scenario is running on $OPENVIF_MOLECULE_RELEASE; waiting for $RUN_DIR/run.lock" >&2
