@@ -106,6 +106,7 @@ class OtherReleases:
         self.done = {case: threading.Event() for case in cases}
         self.running: list[subprocess.Popen] = []
         self.stopping = False
+        self.errors: dict[tuple[str, str], str] = {}
         self.thread = threading.Thread(target=self._run_all, name="molecule-other-releases", daemon=True)
 
     def _run_all(self) -> None:
@@ -114,6 +115,8 @@ class OtherReleases:
                 break
             try:
                 self.results[case] = _scenario(*case, running=self.running)
+            except Exception as err:   # reported by that case's test, not lost in the thread
+                self.errors[case] = f"{type(err).__name__}: {err}"
             finally:
                 self.done[case].set()
 
@@ -122,8 +125,8 @@ class OtherReleases:
         if not self.done[case].wait(waited):
             pytest.fail(f"molecule test -s {case[0]} on {case[1]} did not finish within {waited}s", pytrace=False)
         if case not in self.results:
-            pytest.fail(f"molecule test -s {case[0]} on {case[1]} did not run (the session is stopping)",
-                        pytrace=False)
+            why = self.errors.get(case, "the session is stopping")
+            pytest.fail(f"molecule test -s {case[0]} on {case[1]} did not run: {why}", pytrace=False)
         return self.results[case]
 
     def stop(self) -> None:
