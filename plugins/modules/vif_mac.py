@@ -33,7 +33,8 @@ description:
 author:
   - openvif developers (@openvif)
 requirements:
-  - pyroute2 on the managed host, for O(gather) and for setting addresses on interfaces.
+  - pyroute2 >= 0.5.14 on the managed host (Debian 11's python3-pyroute2 and later), for O(gather) and for
+    setting addresses on interfaces.
 options:
   vm:
     description: Name or UUID of the VM that owns the VIF (UUIDs are compared in lower case).

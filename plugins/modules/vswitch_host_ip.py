@@ -123,7 +123,7 @@ options:
         to seconds to pause there, so a test can kill the applier mid-change.
     type: dict
 requirements:
-  - pyroute2 on the managed host
+  - pyroute2 >= 0.7.2 on the managed host (Debian 12's python3-pyroute2 and later)
   - root (netlink, AF_PACKET, raw ICMP)
 notes:
   - Supports check mode (reports whether a move is needed) and diff mode (before/after addressing).

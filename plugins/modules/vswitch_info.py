@@ -29,7 +29,7 @@ options:
 notes:
   - Supports check mode (it never changes anything).
 requirements:
-  - pyroute2 >= 0.7.2 (Debian 12's python3-pyroute2 and later)
+  - pyroute2 >= 0.5.14 for the kernel datapath (Debian 11's python3-pyroute2 and later)
 author:
   - openvif developers (@openvif)
 """

@@ -41,7 +41,7 @@ options:
 notes:
   - Supports check mode and diff mode. C(changed) is true exactly when the host changed.
 requirements:
-  - pyroute2 >= 0.7.2 (Debian 12's python3-pyroute2 and later)
+  - pyroute2 >= 0.5.14 for the kernel datapath (Debian 11's python3-pyroute2 and later)
 seealso:
   - module: openvif.vswitch.vswitch_bridge
   - module: openvif.vswitch.vswitch_port

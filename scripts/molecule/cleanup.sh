@@ -10,15 +10,18 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/env.sh"
 
 [ -f "$CONTAINERS_CONF" ] || { echo "molecule-cleanup: nothing set up under $BASE"; exit 0; }
-# Never pull containers from under a running scenario: wait for run.sh's lock.
-exec 9>"$BASE/run.lock"
-flock -w 1800 9 || { echo "molecule-cleanup: a scenario still holds $BASE/run.lock" >&2; exit 1; }
+# Never pull containers from under a running scenario: wait for run.sh's lock of every release.
+for lock in "$BASE"/run/*/run.lock; do
+  [ -e "$lock" ] || continue
+  exec {fd}>"$lock"   # kept open (and locked) until this script exits
+  flock -w 1800 "$fd" || { echo "molecule-cleanup: a scenario still holds $lock" >&2; exit 1; }
+done
 mapfile -t ours < <(podman ps -a --filter label=owner=molecule --format '{{.Names}}' | grep '^openvif-' || true)
 for name in "${ours[@]}"; do
   podman rm -f -t 5 "$name" >/dev/null && echo "molecule-cleanup: removed container $name"
 done
-# molecule's own record of those instances, so the next run starts with `create`.
-rm -rf "$XDG_CACHE_HOME/molecule"
+# molecule's own record of those instances (every release's), so the next run starts with `create`.
+rm -rf "$BASE"/run/*/cache/molecule "$BASE"/run/*/ansible-home/tmp/molecule.*
 if [ "${RESET:-0}" = 1 ]; then
   podman rmi -f "$OPENVIF_MOLECULE_IMAGE" >/dev/null 2>&1 || true
   podman system reset -f >/dev/null 2>&1 || true   # our store only: CONTAINERS_* point at $BASE

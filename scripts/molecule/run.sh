@@ -3,6 +3,7 @@
 # by setup.sh. Sets the environment, prepares what is missing, runs one molecule at a time.
 #   scripts/molecule/run.sh test -s kernel
 #   scripts/molecule/run.sh converge -s vswitchd && scripts/molecule/run.sh login -s vswitchd
+#   OPENVIF_MOLECULE_RELEASE=bullseye scripts/molecule/run.sh test -s kernel   on another Debian release
 #   SKIP_SETUP=1 ...   do not run setup.sh first (it is a quick no-op once done)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -12,17 +13,22 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 if [ "${SKIP_SETUP:-0}" != 1 ]; then
   "$HERE/setup.sh"
 fi
+# The release's image (setup.sh builds bookworm's; another release's is made the first time it is
+# asked for, then cached): a no-op in well under a second when it is there.
+"$HERE/build-image.sh"
 cd "$MOLECULE_ROOT_DIR"
-# Scenarios share the 2 cores and their container names; one molecule at a time.
-exec 9>"$BASE/run.lock"
+# Scenarios of one release share their state directory; one molecule per release at a time
+# (container names carry the release, so two releases do not collide).
+mkdir -p "$RUN_DIR" "$ANSIBLE_HOME" "$XDG_CACHE_HOME"
+exec 9>"$RUN_DIR/run.lock"
 if ! flock -n 9; then
-  echo "molecule-run: another scenario is running; waiting for $BASE/run.lock" >&2
-  flock -w 1800 9 || { echo "molecule-run: gave up waiting for $BASE/run.lock" >&2; exit 1; }
+  echo "molecule-run: another scenario is running on $OPENVIF_MOLECULE_RELEASE; waiting for $RUN_DIR/run.lock" >&2
+  flock -w 1800 9 || { echo "molecule-run: gave up waiting for $RUN_DIR/run.lock" >&2; exit 1; }
 fi
 # The collection under test is a snapshot of the checkout taken now, as molecule's own prerun
 # would install it: others may edit the tree while a scenario runs (converge and idempotence
 # must see the same code), and the roles run from a copied collection as users have it.
-SNAP=$BASE/snapshot
+SNAP=$RUN_DIR/snapshot
 "$MOLECULE_ROOT_DIR/.venv/bin/python" - "$MOLECULE_ROOT_DIR" "$SNAP" <<'PY'
 import shutil, sys
 from pathlib import Path

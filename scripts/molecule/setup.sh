@@ -44,7 +44,7 @@ cap() { local hard=$1 want=$2; if [ "$hard" = unlimited ] || [ "$hard" -gt "$wan
 NOFILE=$(cap "$(ulimit -Hn)" 65536)
 NPROC=$(cap "$(ulimit -Hu)" 32768)
 mkdir -p "$BASE/etc" "$BASE/storage/graph" "$BASE/storage/run" "$BASE/storage/tmp" "$BASE/collections" \
-         "$BASE/ansible-home" "$BASE/ansible-tmp" "$BASE/cache" "$BASE/build" "$BASE/logs"
+         "$ANSIBLE_HOME" "$BASE/ansible-tmp" "$XDG_CACHE_HOME" "$BASE/build" "$BASE/logs"
 write_if_changed() {  # path: content on stdin; rewrite only when it differs (keeps reruns no-ops)
   local tmp; tmp=$(mktemp "$1.XXXXXX"); cat >"$tmp"
   if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; log "wrote $1"; fi

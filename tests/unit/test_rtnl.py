@@ -48,3 +48,22 @@ def test_truncated_attribute_does_not_read_past_the_message():
 def test_dump_of_this_namespace_lists_loopback():
     names = {link.name for link in rtnl.dump_links()}
     assert "lo" in names
+
+
+def test_dellink_asks_for_an_ack_and_no_create_or_excl_flag():
+    # NLM_F_EXCL on a delete is NLM_F_BULK since Linux 5.19 (refused by RTM_DELLINK): only REQUEST | ACK.
+    message = rtnl.dellink(42)
+    length, kind, flags, _seq, _pid = struct.unpack_from("=IHHII", message)
+    family, _type, index, ifi_flags, change = struct.unpack_from("=BxHiII", message, 16)
+    assert (length, kind, flags) == (len(message), 17, 0x1 | 0x4)
+    assert (family, index, ifi_flags, change) == (0, 42, 0, 0)
+
+
+def test_request_raises_the_kernels_errno():
+    # Deleting an ifindex that does not exist: ENODEV from the kernel, no namespace needed.
+    try:
+        rtnl.request(rtnl.dellink(0x7FFFFFF0))
+    except OSError as err:
+        assert err.errno in (19, 1)   # ENODEV as root, EPERM without CAP_NET_ADMIN
+    else:
+        raise AssertionError("deleting a link that does not exist succeeded")

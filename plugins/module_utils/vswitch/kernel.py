@@ -23,8 +23,10 @@ from .rtnl import (
     IFF_UP,
     IFLA_BR_VLAN_FILTERING,
     RawLink,
+    dellink,
     dump_links,
     dump_port_vlans,
+    request,
     send_batch,
     setlink_master,
 )
@@ -121,7 +123,7 @@ class KernelBackend:
             self._ipr.link("add", ifname=probe, kind="bridge", br_vlan_filtering=1)
         except NetlinkError:
             return False
-        self._ipr.link("del", ifname=probe)
+        self._delete(self._ipr.link_lookup(ifname=probe)[0])
         return True
 
     # --------------------------------------------------------------------- read
@@ -242,6 +244,9 @@ class KernelBackend:
             self._index[name] = found[0]
         return self._index[name]
 
+    def _delete(self, index: int) -> None:
+        request(dellink(index), self._netns)   # not pyroute2's: see rtnl.dellink
+
     def _link(self, name: str) -> Any:
         return self._ipr.get_links(self._idx(name))[0]
 
@@ -259,7 +264,7 @@ class KernelBackend:
             self._add_vlan_network(name, args["parent"], int(args["tag"]), journal)
             return
         self._ipr.link("add", ifname=name, kind="bridge", **self._bridge_attrs(args))
-        journal.append(lambda: self._ipr.link("del", index=self._idx(name)))
+        journal.append(lambda: self._delete(self._idx(name)))
         if args.get("mtu"):
             self._set(name, mtu=args["mtu"])
         # Pin the MAC (the planner always gives one): an explicitly set bridge address no longer
@@ -291,8 +296,8 @@ class KernelBackend:
         bridge = snapshot.bridges[name]
         if bridge.parent is not None:
             # Deleting one end of the veth pair deletes both; the parent's end is the one in the parent.
-            self._ipr.link("del", index=self._idx(kv.link_names(name)[0]))
-        self._ipr.link("del", index=self._idx(name))
+            self._delete(self._idx(kv.link_names(name)[0]))
+        self._delete(self._idx(name))
         self._index.pop(name, None)
         was_filtering = name in self._filtering
         self._filtering.discard(name)
@@ -317,10 +322,10 @@ class KernelBackend:
         parent_end, own_end = kv.link_names(name)
         mtu = self._raw[parent].mtu if parent in self._raw else _attr(self._link(parent), "IFLA_MTU")
         self._ipr.link("add", ifname=name, kind="bridge")
-        journal.append(lambda: self._ipr.link("del", index=self._idx(name)))
+        journal.append(lambda: self._delete(self._idx(name)))
         self._set(name, address=stable_mac(name), mtu=mtu)
         self._ipr.link("add", ifname=parent_end, kind="veth", peer={"ifname": own_end})
-        journal.append(lambda: self._ipr.link("del", index=self._idx(parent_end)))
+        journal.append(lambda: self._delete(self._idx(parent_end)))
         for end, master in ((own_end, name), (parent_end, parent)):
             self._set(end, ifalias=kv.VLAN_LINK_ALIAS + name, mtu=mtu)
             self._set(end, master=self._idx(master), state="up")

@@ -5,9 +5,9 @@ here), which made each module run on a 1,000-port host spend a second just
 reading. Reads are the hot path of every run, no-change runs included, so they
 get this small decoder. Who uses what:
 
-- the kernel backend (``kernel.py``): ``dump_links`` and ``dump_port_vlans`` for every read, and
-  ``setlink_master`` + ``send_batch`` to pipeline many port attaches; its other changes go through
-  pyroute2;
+- the kernel backend (``kernel.py``): ``dump_links`` and ``dump_port_vlans`` for every read,
+  ``setlink_master`` + ``send_batch`` to pipeline many port attaches, and ``dellink`` for every link
+  it deletes; its other changes go through pyroute2;
 - ``settings.py``: the ``IFLA_BR_*`` numbers of the settings the kernel realises;
 - the bridge role's host-IP move (``hostnet/netops.py``): the ``IFF_*`` flags;
 - vswitchd (``daemon/ports.py``, which has no pyroute2): ``IFF_UP``, ``setlink_addr_gen_mode_none``
@@ -218,6 +218,20 @@ def setlink_master(index: int, master: int, up: bool) -> bytes:
                          socket.AF_UNSPEC, 0, index, flags, flags, 8, IFLA_MASTER, master)
 
 
+RTM_DELLINK = 17
+
+
+def dellink(index: int) -> bytes:
+    """RTM_DELLINK ``index``, asking for an ACK and nothing else.
+
+    Encoded here rather than through pyroute2 because pyroute2 before 0.7 (Debian 11's 0.5.14) sends
+    deletes with NLM_F_CREATE | NLM_F_EXCL, and since Linux 5.19 NLM_F_EXCL on a delete is
+    NLM_F_BULK, which RTM_DELLINK refuses with EOPNOTSUPP.
+    """
+    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0)
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, 0, 0) + body
+
+
 RTM_SETLINK = 19
 IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE, NLA_F_NESTED = 8, 1, 0x8000
 _NLA_U8 = struct.Struct("=HHB3x")
@@ -271,6 +285,13 @@ def send_batch(messages: list[bytes], netns: Optional[str] = None) -> list[int]:
                     results[number] = -struct.unpack_from("=i", data, start)[0]
                     pending -= 1
     return [code or 0 for code in results]
+
+
+def request(message: bytes, netns: Optional[str] = None) -> None:
+    """Send one encoded request that asks for an ACK; OSError with the kernel's errno if it refuses."""
+    code = send_batch([message], netns)[0]
+    if code:
+        raise OSError(code, os.strerror(code))
 
 
 class Channel:

@@ -23,9 +23,9 @@ BR_STATE_FORWARDING = 3
 
 def iproute():
     """A netlink socket in the caller's network namespace (pyroute2 is imported here, lazily)."""
-    from ..pyroute2_req import iproute  # guarded third-party import, checked by version
+    from ..pyroute2_req import HOST_IP_MOVE, iproute  # guarded third-party import, checked by version
 
-    return iproute()
+    return iproute(need=HOST_IP_MOVE)
 
 
 def _nested(msg: Any, *path: str) -> Any:
