@@ -22,10 +22,11 @@ from . import atomic
 from .declared import DeclarationStore
 from .errors import NotFoundError
 from .host import Host
-from .model import Change, HostState
+from .model import BridgeState, Change, HostState, PortSpec
 from .paths import state_dir
-from .plan import plan_ports
+from .plan import plan_ports, vlan_networks_of
 from .profiles import DEVICE_ID, PROFILE_ID, Profile, VifIdentity, match, parse_bridge_string, resolve
+from .vlans import format_vlans
 
 REALISED_DIR = "vifs"
 
@@ -69,6 +70,7 @@ def plan_plug(state: HostState, features: Mapping[str, Any], profiles: Sequence[
         raise NotFoundError("bridge", spec.bridge, f"does not exist on this host: VIF '{who.ifname}' is not "
                                                    "attached (declare the bridge with openvif.vswitch."
                                                    "vswitch_bridge)")
+    _check_vlans_carried(spec, current, state)
     if current.datapath == "userspace":
         ids = {**(spec.external_ids or {}), **(external_ids or {})}
         if profile is not None:
@@ -76,6 +78,30 @@ def plan_plug(state: HostState, features: Mapping[str, Any], profiles: Sequence[
         spec = replace(spec, external_ids=ids or None)
     changes = plan_ports([spec], state, features, move=True)
     return changes, PlugResult(changes, spec.bridge, current.datapath, profile.key if profile else None)
+
+
+def _check_vlans_carried(spec: PortSpec, bridge: BridgeState, state: HostState) -> None:
+    """A VIF's VLANs must be ones its bridge carries out: on a trunk port (the uplink, or any port with
+    trunks) or as a VLAN network. A VLAN nobody declared is a typo in the VM's configuration, not a
+    new network. A bridge without an uplink or trunk (an internal network) keeps its VLANs inside the
+    host, and any VLAN is its to use."""
+    wanted = set(spec.trunks or ()) | {tag for tag in (spec.vlan, spec.native_vlan) if tag is not None}
+    if not wanted:
+        return
+    carriers = [state.ports[name] for name in bridge.ports if name in state.ports and name != spec.name
+                and (state.ports[name].trunks or state.ports[name].uplink)]
+    if not carriers:
+        return
+    carried = {child.tag for child in vlan_networks_of(state, bridge.name) if child.tag is not None}
+    for port in carriers:
+        carried |= set(port.trunks or ()) | {tag for tag in (port.vlan, port.native_vlan) if tag is not None}
+    missing = sorted(wanted - carried)
+    if missing:
+        names = ", ".join(f"'{port.name}'" for port in carriers)
+        raise NotFoundError("vlan", missing[0] if len(missing) == 1 else format_vlans(tuple(missing)),
+                            f"is not carried by '{bridge.name}': its trunks ({names}) carry "
+                            f"{format_vlans(tuple(sorted(carried))) if carried else 'no VLAN'} and no VLAN network "
+                            f"declares it; VIF '{spec.name}' is not attached")
 
 
 def plug(host: Host, profiles: Sequence[Profile], who: VifIdentity, bridge_text: Optional[str] = None,
