@@ -310,3 +310,48 @@ def test_ovs_vsctl_callers_get_the_profile_too(dom0):
                              capture_output=True, text=True, timeout=60, check=False)
     assert refused.returncode == 1 and "differs from profile web01/0" in refused.stderr, refused.stderr
     assert dom0.vsctl("list-ports", "xenbr1").split() == ["peth1", "vnet0"]
+
+
+def test_debian_vif_openvswitch_gets_the_profile_through_ovs_vsctl(netlab, vswitchd, tmp_path):
+    """Xen's own vif-openvswitch, unmodified: bridge=xenbr1 in the domain, VLAN and port security from the
+    profile, across two domids; a domain asking for a VLAN its profile does not have is refused."""
+    from test_vsctl_callers import XenHost
+
+    if not Path("/usr/bin/ovs-vsctl").exists():
+        pytest.fail("/usr/bin/ovs-vsctl missing (the mount point XenHost binds over): scripts/bootstrap.sh test")
+    ns, phys = netlab.ns("dom0"), netlab.ns("phys")
+    netlab.link(ns, "peth1", phys, "eth0")
+    daemon = vswitchd(ns)
+    state_dir = tmp_path / "openvif-state"
+    DeclarationStore(str(state_dir)).save(Declaration(profiles={"web01/0": Profile.from_params(
+        {"vm": "web01", "device": 0, "bridge": "xenbr1", "vlan": 10, "mac": "attached"}).to_entry()}))
+    xen = XenHost(tmp_path, daemon)
+    xen.wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={MODULE_UTILS} VSWITCHD_SOCKET={daemon.socket} "
+                           f"OPENVIF_STATE_DIR={state_dir} exec {sys.executable} -m vswitch.vsctl \"$@\"\n")
+    vsctl = [sys.executable, "-m", "vswitch.vsctl"]
+    env = {**ENV, "VSWITCHD_SOCKET": str(daemon.socket), "OPENVIF_STATE_DIR": str(state_dir)}
+
+    def ctl(*argv: str) -> str:
+        return subprocess.run([*vsctl, *argv], env=env, capture_output=True, text=True, timeout=60,
+                              check=True).stdout.strip()
+    ctl("add-br", "xenbr1", "--", "add-port", "xenbr1", "peth1", "trunks=10,20")
+    web01 = netlab.ns("web01")
+    for domid in (4, 5):
+        vif = f"vif{domid}.0"
+        netlab.link(ns, vif, web01, "eth0", up=False)
+        netlab.run(web01, "ip", "link", "set", "eth0", "address", WEB01_MAC, "up")
+        backend = xen.domain(domid, 0, "web01", WEB01_MAC, "xenbr1")
+        done = xen.hotplug(ns, "online", vif, backend)
+        assert done.returncode == 0, (done.stderr, (xen.log / "xen-hotplug.log").read_text())
+        assert ctl("get", "Port", vif, "tag") == "10"
+        assert daemon.call("get_state")["ports"][vif]["mac"] == WEB01_MAC
+        uplink = Capture(netlab, phys, "eth0")
+        send_raw(netlab, web01, "eth0", _frame(WEB01_MAC), count=3)
+        assert vlan_ids(uplink.frames(), WEB01_MAC) == {10}
+        assert xen.hotplug(ns, "offline", vif, backend).returncode == 0
+        netlab.run(ns, "ip", "link", "del", vif)
+    netlab.link(ns, "vif6.0", web01, "eth0", up=False)
+    backend = xen.domain(6, 0, "web01", WEB01_MAC, "xenbr1.20")
+    done = xen.hotplug(ns, "online", "vif6.0", backend)
+    assert done.returncode != 0 and xen.read(f"{backend}/hotplug-status") == "error"
+    assert ctl("list-ports", "xenbr1").split() == ["peth1"]
