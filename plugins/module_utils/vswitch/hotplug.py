@@ -110,8 +110,7 @@ def plug(host: Host, profiles: Sequence[Profile], who: VifIdentity, bridge_text:
     changes, result = plan_plug(state, host.features, profiles, who, bridge_text, external_ids)
     if changes:
         host.apply(changes, state)
-    if result.datapath == "userspace":
-        set_link_up(who.ifname)   # the kernel datapath brings a port up as it attaches it
+    # Both datapaths bring the VIF up as they attach it (vswitchd before it binds its socket).
     record_realisation(who.ifname, result, directory)
     return result
 
@@ -126,18 +125,6 @@ def unplug(host: Host, ifname: str, directory: Optional[str] = None) -> list[Cha
         host.apply(changes, state)
     forget_realisation(ifname, directory)
     return changes
-
-
-def set_link_up(ifname: str) -> None:
-    from .pyroute2_req import iproute
-
-    ipr = iproute()
-    try:
-        found = ipr.link_lookup(ifname=ifname)
-        if found:
-            ipr.link("set", index=found[0], state="up")
-    finally:
-        ipr.close()
 
 
 # ------------------------------------------------------------------ which interface realises which profile

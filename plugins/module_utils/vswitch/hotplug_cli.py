@@ -83,7 +83,7 @@ def xen_identity(ifname: str, backend: str) -> tuple[VifIdentity, Optional[str],
 def _host():
     from .backends import open_host
 
-    return open_host(record=False)
+    return open_host(record=False, light=True)
 
 
 def xen(argv: Sequence[str], env: Mapping[str, str], prog: str = "vif-openvif") -> int:
