@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -30,10 +29,9 @@ sys.path[:0] = [str(ROOT / "tests" / "integration" / "daemon"), str(ROOT / "test
                 str(ROOT / "plugins" / "module_utils")]
 
 from test_hotplug import XENSTORE_READ, XENSTORE_WRITE, render  # noqa: E402
-from vswitchd_lab import ENV, Daemon  # noqa: E402
-
 from vswitch.declared import Declaration, DeclarationStore  # noqa: E402
 from vswitch.profiles import Profile  # noqa: E402
+from vswitchd_lab import ENV, Daemon  # noqa: E402
 
 GOAL_MS = 200.0
 MAC = "00:16:3e:5a:00:01"
@@ -60,7 +58,8 @@ class Bench:
         self.state_dir = tmp / "state"
         self.env = {"PATH": f"{self.bin}:/usr/sbin:/usr/bin:/sbin:/bin", "XENSTORE_DIR": str(tmp / "xenstore"),
                     "OPENVIF_STATE_DIR": str(self.state_dir)}
-        profiles = [Profile.from_params({"vm": "web01", "device": 0, "bridge": "xenbr1", "vlan": 10, "mac": "attached"}),
+        profiles = [Profile.from_params({"vm": "web01", "device": 0, "bridge": "xenbr1", "vlan": 10,
+                                         "mac": "attached"}),
                     Profile.from_params({"vm": "db01", "device": 0, "bridge": "xenbr0"})]
         DeclarationStore(str(self.state_dir)).save(Declaration(profiles={p.key: p.to_entry() for p in profiles}))
         self.ip("link", "add", "xenbr0", "type", "bridge")

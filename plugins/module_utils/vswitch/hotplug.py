@@ -67,9 +67,8 @@ def plan_plug(state: HostState, features: Mapping[str, Any], profiles: Sequence[
     spec = resolve(profile, who, bridge, vlan, trunks)
     current = state.bridges.get(spec.bridge)
     if current is None:
-        raise NotFoundError("bridge", spec.bridge, f"does not exist on this host: VIF '{who.ifname}' is not "
-                                                   "attached (declare the bridge with openvif.vswitch."
-                                                   "vswitch_bridge)")
+        raise NotFoundError("bridge", spec.bridge, "does not exist on this host (declare it with "
+                                                   "openvif.vswitch.vswitch_bridge)")
     _check_vlans_carried(spec, current, state)
     if current.datapath == "userspace":
         ids = {**(spec.external_ids or {}), **(external_ids or {})}
@@ -101,7 +100,7 @@ def _check_vlans_carried(spec: PortSpec, bridge: BridgeState, state: HostState) 
         raise NotFoundError("vlan", missing[0] if len(missing) == 1 else format_vlans(tuple(missing)),
                             f"is not carried by '{bridge.name}': its trunks ({names}) carry "
                             f"{format_vlans(tuple(sorted(carried))) if carried else 'no VLAN'} and no VLAN network "
-                            f"declares it; VIF '{spec.name}' is not attached")
+                            "declares it")
 
 
 def plug(host: Host, profiles: Sequence[Profile], who: VifIdentity, bridge_text: Optional[str] = None,

@@ -18,10 +18,9 @@ from pathlib import Path
 import jinja2
 import pytest
 from netlab import NetLab
-from vswitchd_lab import ENV, MODULE_UTILS, Capture, send_raw, vlan_ids
-
 from vswitch.declared import Declaration, DeclarationStore
 from vswitch.profiles import Profile
+from vswitchd_lab import ENV, MODULE_UTILS, Capture, send_raw, vlan_ids
 
 pytestmark = [pytest.mark.integration]
 

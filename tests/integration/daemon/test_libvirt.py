@@ -24,10 +24,9 @@ from pathlib import Path
 import pytest
 from netlab import NetLab
 from test_hotplug import render
-from vswitchd_lab import ENV
-
 from vswitch.declared import Declaration, DeclarationStore
 from vswitch.profiles import Profile
+from vswitchd_lab import ENV
 
 pytestmark = [pytest.mark.integration]
 

@@ -82,7 +82,8 @@ def test_profile_form_check_diff_idempotence_info_and_restart(userspace_hv):
     # Redeclared while web01 runs: its VIF follows in the same run (check mode first changes nothing).
     moved = dict(PROFILE, vlan=20)
     checked = hv.module("vswitch_port", check=True, **moved)
-    assert checked["changed"] is True and checked["changes"] and daemon.call("get_state")["ports"]["vnet0"]["vlan"] == 10
+    assert checked["changed"] is True and checked["changes"]
+    assert daemon.call("get_state")["ports"]["vnet0"]["vlan"] == 10
     done = hv.module("vswitch_port", **moved)
     assert done["changed"] is True and done["interfaces"] == ["vnet0"], done
     assert daemon.call("get_state")["ports"]["vnet0"]["vlan"] == 20
