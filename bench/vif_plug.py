@@ -134,7 +134,7 @@ raise SystemExit(done.returncode)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--plugs", type=int, default=15, help="plugs per datapath and background size")
     parser.add_argument("--background", default="0,1000", help="VIFs already on the bridge, comma-separated")
     args = parser.parse_args()

@@ -136,8 +136,9 @@ def _host(**ports: PortState) -> HostState:
     return HostState(bridges=bridges, ports=dict(ports), links=links, datapaths=("kernel", "userspace"))
 
 
-FEATURES = {"kernel": Features(), "userspace": Features(vlan_filtering=True, port_promiscuous=True,
-                                                         port_security=True, create_ports=True, external_ids=True)}
+USERSPACE = Features(vlan_filtering=True, port_promiscuous=True, port_security=True, create_ports=True,
+                     external_ids=True)
+FEATURES = {"kernel": Features(), "userspace": USERSPACE}
 
 
 def test_a_planned_plug_carries_the_profile_and_the_identity():

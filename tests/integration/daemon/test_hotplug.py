@@ -201,7 +201,7 @@ def test_profiles_follow_the_vm_across_domids_on_both_datapaths(dom0):
         for vif, backend in ((web_vif, web_backend), (db_vif, db_backend)):
             done = dom0.hotplug("offline", vif, backend)
             assert done.returncode == 0, done.stderr
-            dom0.destroy_domain(int(vif[3:].split(".")[0]))
+            dom0.destroy_domain(int(vif[3:].split(".", maxsplit=1)[0]))
         assert dom0.vsctl("list-ports", "xenbr1").split() == ["peth1"]
         assert dom0.kernel_ports("xenbr0") == ["pk0"]
         assert dom0.realised() == []
