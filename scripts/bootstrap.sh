@@ -10,7 +10,8 @@ PROFILE=${1:-test}
 
 LAB_PKGS=(iproute2 iputils-ping python3-venv procps)
 TEST_PKGS=("${LAB_PKGS[@]}" tcpdump iperf3 dnsmasq-base podman runc debootstrap iptables uidmap
-           openvswitch-switch rsync qemu-system-x86 kmod postgresql shellcheck)
+           openvswitch-switch rsync qemu-system-x86 kmod postgresql shellcheck
+           libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)
 case "$PROFILE" in
   lab) PKGS=("${LAB_PKGS[@]}") ;;
   test) PKGS=("${TEST_PKGS[@]}") ;;
@@ -29,6 +30,13 @@ fi
 if [ "$PROFILE" = test ] && command -v ovs-ctl >/dev/null; then
   # The benchmark starts Open vSwitch by hand; the package's own service must not hold its files.
   systemctl disable --now openvswitch-switch >/dev/null 2>&1 || true
+fi
+
+if [ "$PROFILE" = test ] && ! getent passwd libvirt-qemu >/dev/null; then
+  # libvirtd's qemu driver looks its user up at start even when qemu.conf says root; Debian's
+  # libvirt-daemon-system would create it, which the tests do not install (it wants systemd).
+  groupadd -f --system libvirt-qemu
+  useradd --system --no-create-home --shell /usr/sbin/nologin -g libvirt-qemu libvirt-qemu
 fi
 
 if [ "$PROFILE" = test ] && [ ! -x "$ROOT/.cache/xen/etc/xen/scripts/vif-openvswitch" ]; then

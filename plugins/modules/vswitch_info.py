@@ -86,6 +86,14 @@ vswitch:
         drift:
           - {kind: bridge, name: xapi1, field: ageing_time, declared: 0, actual: 300}
           - {kind: port, name: vif1.0, field: bridge, declared: xenbr0, actual: null}
+    profiles:
+      description:
+        - The VM port profiles declared on this host (M(openvif.vswitch.vswitch_port) with C(vm)), by
+          C(<vm>/<device>), each with its declared settings and C(interfaces), the VIFs that realise it
+          now (empty while the VM is stopped).
+      type: dict
+      sample:
+        web01/0: {vm: web01, device: 0, bridge: xenbr1, vlan: 10, mac: attached, interfaces: [vif7.0]}
 """
 
 from ansible_collections.openvif.vswitch.plugins.module_utils._ansible import run_module

@@ -77,6 +77,22 @@ options:
       - The VM identity hotplug scripts record, such as C(attached-mac), C(iface-id), C(vm-id), C(xen-vm-name).
       - Declared whole; an empty map clears it.
     type: dict
+  vm:
+    description:
+      - Declare a VM port profile instead of a port (the profile form, see docs/profiles.md), the port of
+        VM O(vm) (its name or UUID), device O(device), whatever interface it has when the VM runs.
+      - The profile is kept on the host (C(OPENVIF_STATE_DIR)), so it survives vswitchd restarts and
+        reboots. Whenever a VIF of the VM appears (any domid, either datapath, plugged by the collection's
+        C(vif-openvif) and C(openvif-ifup) scripts, or by Xen's C(vif-openvswitch) and libvirt through
+        C(ovs-vsctl)) it gets exactly O(bridge), O(vlan), O(trunks), O(native_vlan), O(mac),
+        O(promiscuous) and O(external_ids); a VIF realising it now gets them in this run.
+      - O(mac=attached) makes the MAC the toolstack gives the VIF (the one the M(openvif.vswitch.vif_mac)
+        role wrote into the VM's configuration) the port-security MAC, without typing it again.
+      - Not with O(name), O(ports), O(type), O(purge) or O(move).
+    type: str
+  device:
+    description: The VM's NIC index for the profile form (Xen's C(devid), the N of C(vif<domid>.N)); default 0.
+    type: int
 notes:
   - Supports check mode and diff mode. C(changed) is true exactly when the host changed.
 requirements:
@@ -117,6 +133,14 @@ EXAMPLES = r"""
     name: vif5.0
     external_ids: {attached-mac: "00:16:3e:00:05:00", xen-vm-name: web01}
 
+- name: web01's first NIC, whatever it is called when web01 runs, on VLAN 10 and locked to its own MAC
+  openvif.vswitch.vswitch_port:
+    vm: web01
+    device: 0
+    bridge: xenbr1
+    vlan: 10
+    mac: attached
+
 - name: Detach a VIF
   openvif.vswitch.vswitch_port:
     bridge: xenbr0
@@ -131,6 +155,16 @@ ports:
   type: dict
   sample:
     vif3.0: {name: vif3.0, bridge: xenbr0, type: system, uplink: false}
+profile:
+  description: The profile form's profile as declared after the run (null once absent).
+  returned: when O(vm) is set
+  type: dict
+  sample: {vm: web01, device: 0, bridge: xenbr1, vlan: 10, mac: attached}
+interfaces:
+  description: The profile form's interfaces that realise the profile now.
+  returned: when O(vm) is set
+  type: list
+  elements: str
 changes:
   description: The steps the run took (or would take), in order.
   returned: always
@@ -156,6 +190,8 @@ ARGUMENT_SPEC = {
     "mac": {"type": "str"},
     "promiscuous": {"type": "bool"},
     "external_ids": {"type": "dict"},
+    "vm": {"type": "str"},
+    "device": {"type": "int"},
 }
 
 

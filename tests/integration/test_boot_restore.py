@@ -100,6 +100,6 @@ def test_damaged_declaration_restores_the_good_copy_and_fails_naming_the_file(hv
     assert result.returncode == 1
     assert f"declaration {path}: is truncated" in result.stderr and "restoring the last good copy" in result.stderr
     assert "xapi1" in links(hv)   # the good copy held xapi1 (written before xapi2 was declared)
-    path.write_text('{"format": "openvif.vswitch.declared", "version": 2}')
+    path.write_text('{"format": "openvif.vswitch.declared", "version": 3}')
     refused = run_boot(hv)
-    assert refused.returncode == 2 and "2 is the version of a newer openvif.vswitch" in refused.stderr
+    assert refused.returncode == 2 and "3 is the version of a newer openvif.vswitch" in refused.stderr

@@ -71,8 +71,9 @@ def test_every_damaged_declaration_is_refused_naming_file_and_fault(text, expect
 
 
 def test_newer_version_is_refused_by_name():
-    with pytest.raises(NewerDeclarationError, match=r"declared.json: 2 is the version of a newer openvif.vswitch "
-                                                    r"\(this one reads up to version 1\); refusing"):
+    with pytest.raises(NewerDeclarationError, match=rf"declared.json: {VERSION + 1} is the version of a newer "
+                                                    rf"openvif.vswitch \(this one reads up to version {VERSION}\); "
+                                                    "refusing"):
         parse(_text(version=VERSION + 1), "/s/declared.json")
 
 

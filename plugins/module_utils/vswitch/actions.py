@@ -14,8 +14,10 @@ from . import validate as v
 from .declared import DeclarationStore, Intent, drift, record
 from .errors import ConflictError, ValidationError, VswitchError
 from .host import Host, converge
+from .hotplug import realisations
 from .model import BridgeSpec, Change, HostState, PortSpec, VlanSpec
 from .plan import plan_bridge, plan_bridge_absent, plan_ports, plan_vlan, simulate
+from .profile_actions import profile_action
 from .result import Result
 from .settings import BRIDGE_SETTINGS, PORT_SETTINGS
 
@@ -171,6 +173,8 @@ def _ports_view(state: HostState, names: Sequence[str]) -> dict[str, Any]:
 
 
 def port(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
+    if params.get("vm") is not None or params.get("device") is not None:
+        return profile_action(params, host, check_mode)
     specs = _port_specs(params)
     present = params.get("state", "present") != "absent"
     purge: list[str] = []
@@ -204,6 +208,7 @@ def info(params: Mapping[str, Any], host: Host) -> Result:
         facts["fdb"] = [vars(entry) for entry in host.fdb() if entry.bridge in bridges]
     if host.declarations is not None:
         facts["declaration"] = _declaration_facts(host.declarations, state, wanted)
+        facts["profiles"] = _profile_facts(host.declarations, state, wanted)
     return Result(changed=False, values={"vswitch": facts, "ansible_facts": {"vswitch": facts}})
 
 
@@ -243,3 +248,14 @@ def _declaration_facts(store: DeclarationStore, state: HostState, wanted: Option
                    or (e["kind"] == "port" and declared.ports[e["name"]]["bridge"] in wanted)]
     facts["drift"] = entries
     return facts
+
+
+def _profile_facts(store: DeclarationStore, state: HostState, wanted: Optional[set[str]]) -> dict[str, Any]:
+    """Each declared profile, and the interfaces that realise it now (empty while its VM is stopped)."""
+    try:
+        declared, _problem = store.load()
+    except VswitchError:
+        return {}   # reported under declaration.error
+    realised = realisations(state, store.directory)
+    return {key: {**entry, "interfaces": realised.get(key, [])} for key, entry in sorted(declared.profiles.items())
+            if wanted is None or entry["bridge"] in wanted}

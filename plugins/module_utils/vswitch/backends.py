@@ -7,11 +7,12 @@ from .declared import DeclarationStore
 from .host import Backend, Host
 
 
-def open_host(netns: Optional[str] = None, record: bool = True) -> Host:
-    """The host's datapaths; ``record``: module runs keep what they declare in the declaration store."""
+def open_host(netns: Optional[str] = None, record: bool = True, light: bool = False) -> Host:
+    """The host's datapaths; ``record``: module runs keep what they declare in the declaration store;
+    ``light``: pyroute2 only when a change needs it (the hotplug scripts, see KernelBackend)."""
     from .kernel import KernelBackend
 
-    backends: list[Backend] = [KernelBackend(netns=netns)]
+    backends: list[Backend] = [KernelBackend(netns=netns, light=light)]
     userspace = _open_userspace()
     if userspace is not None:
         backends.append(userspace)

@@ -13,6 +13,11 @@ File ``<OPENVIF_STATE_DIR>/declared.json``, one JSON object::
      "vlans": {"xapi3": {"parent": "xenbr0", "tag": 5}},
      "ports": {"vif1.0": {"bridge": "xenbr0"}}}
 
+Version 2 adds ``"profiles"``: VM port profiles (profiles.py) by ``<vm>/<device>``, on either
+datapath, ``{"web01/0": {"vm": "web01", "device": 0, "bridge": "xenbr0", "vlan": 10, "mac": "attached"}}``.
+A declaration without profiles is still written as version 1, so collections that predate profiles
+keep reading it; one with profiles is version 2, which they refuse to read or overwrite.
+
 Writes are atomic (temp file, fsync, rename, fsync of the directory): a crash leaves the old or
 the new file, never a mix. Before a valid file is replaced it is kept as ``declared.json.good``,
 the last good copy that is read when the current one is damaged.
@@ -29,11 +34,13 @@ from . import atomic
 from .errors import VswitchError
 from .model import BridgeSpec, Change, HostState, PortSpec, VlanSpec
 from .paths import STATE_DIR_VARIABLE, boot_unit_installed, state_dir
+from .profiles import PROFILE_FIELDS, Profile, check_distinct
 from .settings import ACCESS_SETTINGS, BRIDGE_SETTINGS, PORT_SETTINGS, TRUNK_SETTINGS
 from .vlans import format_vlans
 
 FORMAT = "openvif.vswitch.declared"
-VERSION = 1
+VERSION = 2
+VERSION_WITHOUT_PROFILES = 1
 FILE_NAME = "declared.json"
 GOOD_SUFFIX = ".good"
 # Marks that a host without the boot unit has been told so, so the warning comes once per host.
@@ -43,7 +50,7 @@ KERNEL = "kernel"
 BRIDGE_FIELDS = (*BRIDGE_SETTINGS, "uplink")
 VLAN_FIELDS = ("parent", "tag")
 PORT_FIELDS = ("bridge", *PORT_SETTINGS)
-TOP_FIELDS = ("format", "version", "bridges", "vlans", "ports")
+TOP_FIELDS = ("format", "version", "bridges", "vlans", "ports", "profiles")
 
 
 class DeclarationError(VswitchError):
@@ -74,12 +81,16 @@ class Declaration:
     bridges: dict[str, dict[str, Any]] = field(default_factory=dict)
     vlans: dict[str, dict[str, Any]] = field(default_factory=dict)
     ports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)   # any datapath, by <vm>/<device>
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION,
+        data = {"format": FORMAT, "version": VERSION if self.profiles else VERSION_WITHOUT_PROFILES,
                 "bridges": {k: self.bridges[k] for k in sorted(self.bridges)},
                 "vlans": {k: self.vlans[k] for k in sorted(self.vlans)},
                 "ports": {k: self.ports[k] for k in sorted(self.ports)}}
+        if self.profiles:
+            data["profiles"] = {k: self.profiles[k] for k in sorted(self.profiles)}
+        return data
 
     def bridge_spec(self, name: str) -> BridgeSpec:
         return BridgeSpec.from_params({"name": name, "datapath": KERNEL, **self.bridges[name]})
@@ -89,6 +100,12 @@ class Declaration:
 
     def port_spec(self, name: str) -> PortSpec:
         return PortSpec.from_params({"name": name, **self.ports[name]})
+
+    def profile(self, key: str) -> Profile:
+        return Profile.from_params(self.profiles[key])
+
+    def all_profiles(self) -> list[Profile]:
+        return [self.profile(key) for key in sorted(self.profiles)]
 
 
 # ------------------------------------------------------------------ reading and checking
@@ -118,7 +135,8 @@ def parse(text: str, path: str) -> Declaration:
     _only(path, "", data, TOP_FIELDS)
     decl = Declaration(bridges=_entries(path, data, "bridges", BRIDGE_FIELDS),
                        vlans=_entries(path, data, "vlans", VLAN_FIELDS),
-                       ports=_entries(path, data, "ports", PORT_FIELDS))
+                       ports=_entries(path, data, "ports", PORT_FIELDS),
+                       profiles=_entries(path, data, "profiles", PROFILE_FIELDS))
     check(decl, path)
     return decl
 
@@ -143,13 +161,21 @@ def _entries(path: str, data: Mapping[str, Any], section: str, known: Sequence[s
 
 def check(decl: Declaration, path: str) -> None:
     """Every entry through the model, and the facts between entries a host could never have."""
-    for section, build in (("bridges", decl.bridge_spec), ("vlans", decl.vlan_spec), ("ports", decl.port_spec)):
+    for section, build in (("bridges", decl.bridge_spec), ("vlans", decl.vlan_spec), ("ports", decl.port_spec),
+                           ("profiles", decl.profile)):
         for name in getattr(decl, section):
             try:
                 build(name)
             except VswitchError as err:
                 raise DeclarationError(path, err.value, f"is invalid at {section}.{name}.{err.field}: "
                                                         f"{err.reason}") from None
+    for key in decl.profiles:
+        if decl.profile(key).key != key:
+            raise DeclarationError(path, key, f"is not the key of its profile ({decl.profile(key).key})")
+    try:
+        check_distinct(decl.all_profiles())
+    except VswitchError as err:
+        raise DeclarationError(path, err.value, f"is invalid at profiles: {err.reason}") from None
     networks = set(decl.bridges) | set(decl.vlans)
     for name in sorted(set(decl.bridges) & set(decl.vlans)):
         raise DeclarationError(path, name, "is declared both as a bridge and as a VLAN network")
@@ -318,7 +344,7 @@ def record(decl: Declaration, intent: Intent, changes: Iterable[Change], after: 
     for port in intent.absent_ports:
         if ports.get(port.name, {}).get("bridge") == port.bridge:
             del ports[port.name]
-    return Declaration(bridges=bridges, vlans=vlans, ports=ports)
+    return Declaration(bridges=bridges, vlans=vlans, ports=ports, profiles=dict(decl.profiles))
 
 
 # ------------------------------------------------------------------ drift: declared versus the host now

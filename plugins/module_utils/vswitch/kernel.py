@@ -81,11 +81,16 @@ def _attr(msg: Any, name: str, default: Any = None) -> Any:
 class KernelBackend:
     datapath = "kernel"
 
-    def __init__(self, netns: Optional[str] = None) -> None:
-        from .pyroute2_req import iproute  # ImportError: modules report missing_required_lib
-
+    def __init__(self, netns: Optional[str] = None, light: bool = False) -> None:
+        """``light``: open pyroute2 only when a change needs it, and send plain attaches and detaches
+        with rtnl.py (importing pyroute2 takes longer than a whole plug); for the hotplug scripts,
+        which start a Python for every VIF. Otherwise pyroute2 is opened now, so that a host without
+        it fails before anything is read (modules report missing_required_lib)."""
         self._netns = netns
-        self._ipr = iproute(netns)
+        self._light = light
+        self._ipr_handle: Any = None
+        if not light:
+            self._open_pyroute2()
         self._features: Optional[Features] = None
         self._index: dict[str, int] = {}
         self._raw: dict[str, RawLink] = {}  # the last read, so applying needs no extra look-ups
@@ -97,8 +102,20 @@ class KernelBackend:
             "add_port": self._add_port, "set_port": self._set_port, "del_port": self._del_port,
         }
 
+    def _open_pyroute2(self) -> Any:
+        if self._ipr_handle is None:
+            from .pyroute2_req import iproute  # ImportError: modules report missing_required_lib
+
+            self._ipr_handle = iproute(self._netns)
+        return self._ipr_handle
+
+    @property
+    def _ipr(self) -> Any:
+        return self._open_pyroute2()
+
     def close(self) -> None:
-        self._ipr.close()
+        if self._ipr_handle is not None:
+            self._ipr_handle.close()
 
     # ----------------------------------------------------------------- features
     @property
@@ -207,7 +224,8 @@ class KernelBackend:
         for group in _attach_runs(changes):
             change = group[0]
             try:
-                if len(group) > 1:  # many plain attaches in a row: pipelined, one round trip per chunk
+                if len(group) > 1 or (self._light and _plain_attach(change)):
+                    # many plain attaches in a row: pipelined, one round trip per chunk
                     self._attach_many(group, journal)
                 else:
                     self._steps[change.op](change, journal)
@@ -447,7 +465,13 @@ class KernelBackend:
         if self._is_uplink(name):
             self._mark_uplink(name, False, journal, bridge)
         vlans = self._current_vlans(name)
-        self._set(name, master=0)  # the kernel forgets the port's VLANs with it
+        if self._light:
+            codes = send_batch([setlink_master(self._idx(name), 0, up=False)], self._netns)
+            if codes != [0]:
+                raise BackendError(name, {"bridge": bridge}, "could not be applied (del_port): "
+                                                             f"{os.strerror(codes[0]) if codes else 'no answer'}")
+        else:
+            self._set(name, master=0)  # the kernel forgets the port's VLANs with it
 
         def reattach() -> None:
             self._set(name, master=self._idx(bridge))

@@ -171,6 +171,11 @@ def _check_features(spec: PortSpec, features: Features, prefix: str) -> None:
                                   f"port; {USERSPACE_HINT}")
 
 
+def check_port_features(spec: PortSpec, features: Features, prefix: str) -> None:
+    """What a port of a bridge on a datapath with ``features`` cannot have (VM port profiles check it too)."""
+    _check_features(spec, features, prefix)
+
+
 def _port_settings_diff(spec: PortSpec, current: PortState) -> dict[str, Any]:
     differing = {k: val for k, val in spec.settings().items() if getattr(current, k) != val}
     # A port is an access port or a trunk: declaring one mode clears what the other had set.

@@ -10,9 +10,11 @@ import sys
 from typing import Any, Optional
 
 from ..clirun import run_reporting
+from ..hotplug import load_profiles
 from ..rpc import Client
 from ..userspace import UserspaceBackend
 from .commands import COMMANDS, Context, check
+from .profiled import apply_profiles
 from .syntax import CommandLine, VsctlError, parse_command_line
 
 PROG = "ovs-vsctl"
@@ -48,6 +50,8 @@ def run(argv: list[str], client: Optional[Client] = None) -> str:
             out = specs[index].run(ctx, cmd, opts)
             if out is not None:   # None: nothing to print; "" is an empty line, as ovs-vsctl prints one
                 outputs.append(out)
+        if ctx.changes:
+            apply_profiles(ctx, load_profiles)
         if ctx.changes and "dry-run" not in line.options:
             backend.apply(ctx.changes)
     return "".join(out + "\n" for out in outputs)
