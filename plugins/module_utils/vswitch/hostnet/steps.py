@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import BackendError, ConflictError, NotFoundError, ValidationError
 from ..result import Result
-from . import guard, netops, snapshot, transaction
+from . import guard, move6, netops, snapshot, transaction
 from .spec import HostIpSpec
 
 STEPS = ("apply", "confirm", "report")
@@ -31,7 +31,10 @@ def run(params: Mapping[str, Any], context: Any) -> Result:
 
 
 def _values(spec: HostIpSpec, **extra: Any) -> dict[str, Any]:
-    return {"bridge": spec.bridge, "uplink": spec.uplink, "addressing": spec.addressing(), **extra}
+    """The addressing as the persistent formats need it; its IPv6 part is what the bridge carries when
+    nothing was declared (the uplink's own, moved)."""
+    addressing = {**spec.addressing(), **move6.addressing6(spec, extra.get("state"))}
+    return {"bridge": spec.bridge, "uplink": spec.uplink, "addressing": addressing, **extra}
 
 
 def _apply(spec: HostIpSpec, journal: guard.Journal, state_dir: str, params: Mapping[str, Any], context: Any) -> Result:
