@@ -172,6 +172,8 @@ def addresses_match(before: dict[str, Any], after: dict[str, Any]) -> bool:
                 link["name"], link["master"], link["mac"],
                 tuple((a["address"], a["prefixlen"]) for a in link["addresses"]),
                 tuple((a["address"], a["prefixlen"]) for a in link.get("addresses6") or [])))
+        # Router-made IPv6 routes are the router's to give back (a silent router gives none); they are
+        # solicited on the restored uplink but cannot be put back by hand as the kernel's own.
         return links, [(r["dst"], r["dst_len"], r["gateway"], r["dev"]) for r in state.get("routes", [])], [
-            (r["dst"], r["dst_len"], r["gateway"], r["dev"]) for r in state.get("routes6") or []]
+            (r["dst"], r["dst_len"], r["gateway"], r["dev"]) for r in state.get("routes6") or [] if not r.get("learnt")]
     return key(before) == key(after)
