@@ -207,6 +207,18 @@ state:
   description: The links, addresses, routes and nameservers now on the host.
   returned: success
   type: dict
+dhcp_clients_started:
+  description:
+    - The DHCP clients the uplink had (dhclient, udhcpc, dhcpcd), started again for the bridge with the same
+      command line; empty when there were none (the bridge role then installs openvif-dhcp@BRIDGE.service).
+  returned: step=confirm
+  type: list
+  elements: list
+dhcp_clients_on_bridge:
+  description: DHCP client processes (dhclient, udhcpc, dhcpcd) whose command line names the bridge.
+  returned: step=apply, when nothing had to change
+  type: list
+  elements: list
 restored:
   description: What the rollback put back (step=report).
   returned: step=report

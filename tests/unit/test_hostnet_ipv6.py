@@ -75,9 +75,8 @@ def test_neighbour_solicitation_goes_to_the_solicited_node_group_with_our_mac():
 
 
 def _snap(addresses6, routes6, sysctls=None):
-    return {"taken": 0, "uplink": {"addresses6": addresses6, "ipv6": sysctls or {"disable_ipv6": 0, "accept_ra": 1,
-                                                                              "autoconf": 1}},
-            "routes6": routes6}
+    switches = sysctls or {"disable_ipv6": 0, "accept_ra": 1, "autoconf": 1}
+    return {"taken": 0, "uplink": {"addresses6": addresses6, "ipv6": switches}, "routes6": routes6}
 
 
 def test_slaac_is_recognised_from_lifetimes_or_learnt_routes_and_wants_a_router():

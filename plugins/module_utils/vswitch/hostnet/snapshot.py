@@ -149,7 +149,8 @@ def describe(state: dict[str, Any]) -> str:
     for role in ("uplink", "bridge"):
         link = state.get(role)
         if link and (link["addresses"] or link.get("addresses6")):
-            addrs = ", ".join(f"{a['address']}/{a['prefixlen']}" for a in link["addresses"] + (link.get("addresses6") or []))
+            both = link["addresses"] + (link.get("addresses6") or [])
+            addrs = ", ".join(f"{a['address']}/{a['prefixlen']}" for a in both)
             parts.append(f"{link['name']} has {addrs}")
     for route in state.get("routes", []):
         if route["dst_len"] == 0:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 from .. import validate as v
 from ..errors import ValidationError
@@ -72,7 +72,7 @@ def gateway6(field: str, value: Any, bridge: str, networks: list) -> str:
     return str(gateway)
 
 
-def parse(params: Mapping[str, Any], bridge: str) -> Tuple[Tuple[str, ...], Optional[str], Optional[bool]]:
+def parse(params: Mapping[str, Any], bridge: str) -> tuple[tuple[str, ...], Optional[str], Optional[bool]]:
     """(address6, gateway6, ipv6_autoconf), validated; gateway6 keeps its '%bridge' when link-local."""
     values = _as_list(params.get("address6"))
     ifaces = [interface6("address6" if len(values) == 1 and not isinstance(params.get("address6"), list)
@@ -91,7 +91,7 @@ def parse(params: Mapping[str, Any], bridge: str) -> Tuple[Tuple[str, ...], Opti
     return tuple(str(i) for i in ifaces), gateway, autoconf
 
 
-def declared(address6: Tuple[str, ...], gateway: Optional[str], autoconf: Optional[bool]) -> bool:
+def declared(address6: tuple[str, ...], gateway: Optional[str], autoconf: Optional[bool]) -> bool:
     return bool(address6) or gateway is not None or autoconf is not None
 
 
