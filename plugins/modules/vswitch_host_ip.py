@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 module: vswitch_host_ip
 short_description: Move the host's own IP from its NIC to a bridge as one guarded, self-rolling-back transaction
 description:
-  - Puts the host's IPv4 addressing (address, routes, DNS servers and, by default, the NIC's MAC) on a bridge
+  - Puts the host's IPv4 and IPv6 addressing (addresses, routes, DNS servers and, by default, the NIC's MAC) on a bridge
     whose uplink is the NIC that holds it today, like Xen's C(network-bridge start), without cutting off the
     connection the play runs over.
   - "C(step=apply) snapshots the current addressing, then hands the change to a guard process detached from
@@ -58,6 +58,27 @@ options:
   gateway:
     description: Default gateway (static only; must be inside the address's network). Verified by ARP.
     type: str
+  address6:
+    description:
+      - Static IPv6 addresses of the bridge, each with its prefix (V(2001:db8::10/64)); one or a list.
+      - When empty, the uplink's global and ULA addresses are carried as they are (SLAAC ones with their
+        remaining lifetimes). Link-local addresses are never declared; the kernel derives them from the MAC.
+    type: list
+    elements: str
+    default: []
+  gateway6:
+    description:
+      - IPv6 default gateway; a global address inside one of O(address6)'s prefixes, or a link-local one with
+        the bridge named (V(fe80::1%xenbr0)). Verified by neighbour discovery before the change is kept.
+      - When unset, the uplink's IPv6 routes are carried (those learnt from router advertisements are learnt
+        again on the bridge).
+    type: str
+  ipv6_autoconf:
+    description:
+      - Accept router advertisements and autoconfigure addresses (SLAAC) on the bridge. When true, a router must
+        answer a solicitation on the bridge before the change is kept.
+      - Unset, the bridge accepts advertisements exactly as the uplink did.
+    type: bool
   dns:
     description: DNS servers written to O(resolv_conf) (with DHCP, the lease's servers are used when empty).
     type: list
@@ -90,7 +111,7 @@ options:
     type: bool
     default: true
   verify_targets:
-    description: Extra IPv4 addresses that must answer ICMP echo over the new path before it is kept.
+    description: Extra IPv4 or IPv6 addresses that must answer ICMP echo over the new path before it is kept.
     type: list
     elements: str
     default: []
@@ -127,7 +148,8 @@ requirements:
   - root (netlink, AF_PACKET, raw ICMP)
 notes:
   - Supports check mode (reports whether a move is needed) and diff mode (before/after addressing).
-  - "IPv4 only: IPv6 addresses on the uplink are left where they are."
+  - IPv6 is carried with IPv4; a rollback restores both families. DHCPv6 leases are carried with their lifetimes
+    but not renewed by the module.
 """
 
 EXAMPLES = r"""
@@ -185,6 +207,18 @@ state:
   description: The links, addresses, routes and nameservers now on the host.
   returned: success
   type: dict
+dhcp_clients_started:
+  description:
+    - The DHCP clients the uplink had (dhclient, udhcpc, dhcpcd), started again for the bridge with the same
+      command line; empty when there were none (the bridge role then installs openvif-dhcp@BRIDGE.service).
+  returned: step=confirm
+  type: list
+  elements: list
+dhcp_clients_on_bridge:
+  description: DHCP client processes (dhclient, udhcpc, dhcpcd) whose command line names the bridge.
+  returned: step=apply, when nothing had to change
+  type: list
+  elements: list
 restored:
   description: What the rollback put back (step=report).
   returned: step=report
@@ -207,6 +241,9 @@ ARGUMENT_SPEC = dict(
     address=dict(type="str"),
     netmask=dict(type="str"),
     gateway=dict(type="str"),
+    address6=dict(type="list", elements="str", default=[]),
+    gateway6=dict(type="str"),
+    ipv6_autoconf=dict(type="bool"),
     dns=dict(type="list", elements="str", default=[]),
     dns_search=dict(type="list", elements="str", default=[]),
     mtu=dict(type="int"),

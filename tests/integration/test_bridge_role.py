@@ -274,6 +274,8 @@ def test_dhcp_move_keeps_the_tcp_session_persists_ifcfg_and_is_idempotent(net):
     assert_ip_on_bridge(net, dhcp=True)
     assert net.resolv.read_text() == "search corp.example\nnameserver 10.77.0.1\n"
     assert net.journal()["phase"] == "committed"
+    assert "DHCP lease on xenbr0 renewed by: dhclient" in out, out  # the one client, no openvif-dhcp unit
+    assert not (net.root / "etc" / "systemd" / "system" / "openvif-dhcp@.service").exists()
     assert persisted(net.root, "etc/sysconfig/network-scripts") == golden("dhcp", "ifcfg")
     # the uplink's DHCP client was stopped; the same client now renews the bridge's lease
     old_client.wait(timeout=10)

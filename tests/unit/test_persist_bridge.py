@@ -42,6 +42,15 @@ CASES: dict[str, dict] = {
                          "ip": "192.0.2.10", "prefix": 24, "netmask": "255.255.255.0", "gateway": None,
                          "dns": ["192.0.2.53"], "dns_search": ["lab.example", "example"]},
 }
+NO_IPV6 = {"address6": [], "gateway6": None, "ipv6_autoconf": None}
+for _case in CASES.values():
+    _case.update(NO_IPV6)
+# Dual stack as tests/integration/test_bridge_role_ipv6.py declares it: two static IPv6 addresses, a
+# global gateway, router advertisements refused; and a SLAAC host with IPv4 by DHCP.
+CASES["static6"] = dict(CASES["lab_static"], dns=[], dns_search=[], address6=["2001:db8:77::50/64", "fd00:77::50/64"],
+                        gateway6="2001:db8:77::1", ipv6_autoconf=False)
+CASES["slaac"] = dict(CASES["dhcp"], ipv6_autoconf=True)
+CASES["linklocal_gw6"] = dict(CASES["static"], address6=["2001:db8::102/64"], gateway6="fe80::1")
 # datapath: userspace, where the IP lives on vswitchd's internal port: networkd only.
 CASES["userspace_dhcp"] = dict(CASES["dhcp"], datapath="userspace")
 FORMATS = {"userspace_dhcp": ["networkd"]}
@@ -126,9 +135,15 @@ def parse_interfaces(text: str) -> dict[str, dict]:
         if words[0] == "auto":
             auto.update(words[1:])
             current = None
-        elif words[0] == "iface":
-            assert len(words) == 4 and words[2] == "inet", line
-            current = stanzas[words[1]] = {"method": words[3], "options": {}}
+        elif words[0] == "iface" and words[2] == "inet":
+            assert len(words) == 4, line
+            current = stanzas.setdefault(words[1], {})
+            current.update(method=words[3], options={})
+            current = stanzas[words[1]]
+        elif words[0] == "iface" and words[2] == "inet6":
+            assert len(words) == 4, line
+            current = {"method": words[3], "options": {}}
+            stanzas.setdefault(words[1], {"method": None, "options": {}}).setdefault("inet6", []).append(current)
         else:
             assert current is not None and line[0].isspace(), f"option outside a stanza: {line!r}"
             current["options"][words[0]] = " ".join(words[1:])
@@ -153,7 +168,21 @@ def cfg_from_ifcfg(files: dict[str, str], cfg: dict) -> dict:
         "netmask": netmask, "gateway": br.get("GATEWAY"),
         "dns": [br[k] for k in sorted((k for k in br if re.fullmatch(r"DNS\d+", k)), key=lambda k: int(k[3:]))],
         "dns_search": br["DOMAIN"].split() if "DOMAIN" in br else [],
+        **ipv6_from_ifcfg(br, cfg["bridge"]),
     }
+
+
+def ipv6_from_ifcfg(br: dict[str, str], bridge: str) -> dict:
+    if br.get("IPV6INIT") != "yes":
+        assert not [k for k in br if k.startswith("IPV6")], br
+        return dict(NO_IPV6)
+    gateway = br.get("IPV6_DEFAULTGW")
+    if gateway and gateway.startswith("fe80"):
+        gateway, _pct, zone = gateway.partition("%")
+        assert zone == bridge, "a link-local gateway needs its interface"
+    return {"address6": ([br["IPV6ADDR"]] if "IPV6ADDR" in br else []) + br.get("IPV6ADDR_SECONDARIES", "").split(),
+            "gateway6": gateway,
+            "ipv6_autoconf": {"yes": True, "no": False, None: None}[br.get("IPV6_AUTOCONF")]}
 
 
 def cfg_from_networkd(files: dict[str, str], cfg: dict) -> dict:
@@ -171,8 +200,12 @@ def cfg_from_networkd(files: dict[str, str], cfg: dict) -> dict:
     assert not [k for k in up if k in ("Address", "DHCP")], "the uplink must not keep an address"
     if userspace:
         assert up["LinkLocalAddressing"] == "no"
-    address = dict(net).get("Address")
+    v4 = [v for k, v in net if k == "Address" and ":" not in v]
+    assert len(v4) <= 1
+    address = v4[0] if v4 else None
     iface = ipaddress.IPv4Interface(address) if address else None
+    gateways = [v for k, v in net if k == "Gateway"]
+    accept_ra = dict(net).get("IPv6AcceptRA")
     dhcp = dict(net).get("DHCP") == "ipv4"
     if dhcp:
         assert dict(network["DHCPv4"])["ClientIdentifier"] == "mac"
@@ -185,8 +218,11 @@ def cfg_from_networkd(files: dict[str, str], cfg: dict) -> dict:
         "mtu": int(mtu) if mtu else None, "mac": cfg["mac"] if userspace else nd.get("MACAddress"),
         "bootproto": "dhcp" if dhcp else "static", "ip": str(iface.ip) if iface else None,
         "prefix": iface.network.prefixlen if iface else None, "netmask": str(iface.netmask) if iface else None,
-        "gateway": dict(net).get("Gateway"), "dns": [v for k, v in net if k == "DNS"],
+        "gateway": next((g for g in gateways if ":" not in g), None), "dns": [v for k, v in net if k == "DNS"],
         "dns_search": dict(net).get("Domains", "").split(),
+        "address6": [v for k, v in net if k == "Address" and ":" in v],
+        "gateway6": next((g for g in gateways if ":" in g), None),
+        "ipv6_autoconf": {"yes": True, "no": False, None: None}[accept_ra],
     }
 
 
@@ -207,7 +243,24 @@ def cfg_from_ifupdown(files: dict[str, str], cfg: dict) -> dict:
         "prefix": ipaddress.IPv4Network(f"0.0.0.0/{netmask}").prefixlen if netmask else None,
         "netmask": netmask, "gateway": opts.get("gateway"), "dns": opts.get("dns-nameservers", "").split(),
         "dns_search": opts.get("dns-search", "").split(),
+        **ipv6_from_ifupdown(br.get("inet6", [])),
     }
+
+
+def ipv6_from_ifupdown(stanzas: list[dict]) -> dict:
+    """``iface X inet6 static|auto``: the first carries gateway and RA switches, each adds one address."""
+    if not stanzas:
+        return dict(NO_IPV6)
+    first = stanzas[0]["options"]
+    if stanzas[0]["method"] == "auto":
+        assert len(stanzas) == 1 and not first
+        return {"address6": [], "gateway6": None, "ipv6_autoconf": True}
+    assert all(s["method"] == "static" for s in stanzas)
+    assert all(list(s["options"]) == ["address"] for s in stanzas[1:]), "later stanzas only add an address"
+    assert first.get("accept_ra", first.get("autoconf")) == first.get("autoconf", first.get("accept_ra"))
+    autoconf = first.get("autoconf")
+    return {"address6": [s["options"]["address"] for s in stanzas], "gateway6": first.get("gateway"),
+            "ipv6_autoconf": None if autoconf is None else autoconf == "1"}
 
 
 PARSERS = {"ifcfg": cfg_from_ifcfg, "networkd": cfg_from_networkd, "ifupdown": cfg_from_ifupdown}

@@ -4,7 +4,9 @@ Why our own: the host's DHCP client differs by distribution (dhclient, udhcpc, n
 built-in one, NetworkManager's), may be absent, and cannot be driven as one bounded step of
 a transaction. AF_PACKET lets us talk before the bridge has an address and without the
 kernel's reverse-path checks on broadcast replies. The lease is installed with its real
-lifetime; the host's own network stack (configured by the persisted files) renews it.
+lifetime. Renewing it (RENEWING at T1, REBINDING at T2, RELEASE on stop) is ``renew``/``rebind``/
+``release`` below, over a UDP socket on the addressed bridge; ``lease_keeper`` runs them as the
+host's client when the host has no DHCP client of its own for the bridge.
 """
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ from .probe import _checksum, _mac_bytes
 
 ETH_P_IP = 0x0800
 MAGIC = b"\x63\x82\x53\x63"
-DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK = 1, 2, 3, 4, 5, 6
+DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE = 1, 2, 3, 4, 5, 6, 7
 OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_DOMAIN, OPT_MTU = 1, 3, 6, 15, 26
 OPT_REQUESTED_IP, OPT_LEASE, OPT_TYPE, OPT_SERVER, OPT_PARAMS, OPT_SEARCH = 50, 51, 53, 54, 55, 119
+OPT_T1, OPT_T2 = 58, 59
 
 
 class DhcpTimeout(Exception):
@@ -41,9 +44,29 @@ class Lease:
     dns: list[str] = field(default_factory=list)
     domain: Optional[str] = None
     mtu: Optional[int] = None
+    renew_after: Optional[int] = None    # T1, seconds after ``obtained`` (option 58; RFC 2131: half the lease)
+    rebind_after: Optional[int] = None   # T2 (option 59; RFC 2131: 7/8 of the lease)
+    obtained: float = 0.0                # time.time() of the ACK
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Lease:
+        known = set(cls.__dataclass_fields__)  # pylint: disable=no-member
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    @property
+    def t1(self) -> float:
+        return self.obtained + (self.renew_after if self.renew_after is not None else self.lease_time / 2)
+
+    @property
+    def t2(self) -> float:
+        return self.obtained + (self.rebind_after if self.rebind_after is not None else self.lease_time * 7 / 8)
+
+    @property
+    def expires(self) -> float:
+        return self.obtained + self.lease_time
 
 
 def _options(pairs: list[tuple[int, bytes]]) -> bytes:
@@ -52,9 +75,13 @@ def _options(pairs: list[tuple[int, bytes]]) -> bytes:
 
 
 def build_message(kind: int, xid: int, mac: str, requested: Optional[str] = None,
-                  server: Optional[str] = None) -> bytes:
+                  server: Optional[str] = None, ciaddr: Optional[str] = None) -> bytes:
+    """``ciaddr``: the address being renewed, rebound or released (the client can receive unicast, so
+    no broadcast flag)."""
     chaddr = _mac_bytes(mac) + b"\x00" * 10
-    header = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000, b"\x00" * 4,
+    flags = 0 if ciaddr else 0x8000
+    header = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, flags,
+                         socket.inet_aton(ciaddr) if ciaddr else b"\x00" * 4,
                          b"\x00" * 4, b"\x00" * 4, b"\x00" * 4, chaddr, b"", b"")
     opts = [(OPT_TYPE, bytes([kind])),
             (OPT_PARAMS, bytes([OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_DOMAIN, OPT_MTU, OPT_LEASE, OPT_SERVER]))]
@@ -104,6 +131,9 @@ def lease_from(message: dict) -> Lease:
         dns=_ip_list(opts.get(OPT_DNS, b"")),
         domain=opts[OPT_DOMAIN].decode("ascii", "replace").strip("\x00") if OPT_DOMAIN in opts else None,
         mtu=struct.unpack("!H", opts[OPT_MTU])[0] if len(opts.get(OPT_MTU, b"")) == 2 else None,
+        renew_after=struct.unpack("!I", opts[OPT_T1])[0] if len(opts.get(OPT_T1, b"")) == 4 else None,
+        rebind_after=struct.unpack("!I", opts[OPT_T2])[0] if len(opts.get(OPT_T2, b"")) == 4 else None,
+        obtained=time.time(),
     )
 
 
@@ -167,5 +197,100 @@ def obtain_lease(ifname: str, mac: str, timeout: float, requested: Optional[str]
             if ack and ack["options"].get(OPT_TYPE) == bytes([ACK]):
                 return lease_from(ack)
         raise DhcpTimeout(f"no DHCP lease on {ifname} within {timeout:g} s")
+    finally:
+        channel.close()
+
+
+class _Udp:
+    """Port 68 on one interface, for a client that has an address: unicast to the server when renewing,
+    broadcast when rebinding; replies come to the address or as broadcasts, both land here."""
+
+    def __init__(self, ifname: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+            self.sock.bind(("0.0.0.0", 68))
+        except OSError:
+            self.sock.close()
+            raise
+
+    def ask(self, message: bytes, xid: int, mac: bytes, destination: str, timeout: float) -> Optional[dict]:
+        deadline = time.monotonic() + timeout
+        next_send = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return None
+            if now >= next_send:
+                try:
+                    self.sock.sendto(message, (destination, 67))
+                except OSError:
+                    pass  # no route to the server right now: the next try may have one
+                next_send = now + 2.0
+            if not select.select([self.sock], [], [], max(0.0, min(deadline, next_send) - now))[0]:
+                continue
+            reply = parse_message(self.sock.recv(4096))
+            if reply and reply["xid"] == xid and reply["chaddr"] == mac:
+                return reply
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class LeaseRefused(Exception):
+    """The server answered NAK: the address is not ours any more."""
+
+
+def _request(ifname: str, mac: str, lease: Lease, destination: str, timeout: float,
+             init_reboot: bool = False) -> Optional[Lease]:
+    xid = random.SystemRandom().getrandbits(32)
+    if init_reboot:  # RFC 2131 4.3.2: no ciaddr, requested-IP, broadcast reply
+        message = build_message(REQUEST, xid, mac, requested=lease.address)
+    else:
+        message = build_message(REQUEST, xid, mac, ciaddr=lease.address)
+    channel = _Udp(ifname)
+    try:
+        reply = channel.ask(message, xid, _mac_bytes(mac), destination, timeout)
+    finally:
+        channel.close()
+    if reply is None:
+        return None
+    kind = reply["options"].get(OPT_TYPE)
+    if kind == bytes([NAK]):
+        raise LeaseRefused(f"the server refused {lease.address}")
+    if kind != bytes([ACK]):
+        return None
+    renewed = lease_from(reply)
+    if not renewed.server:
+        renewed.server = lease.server
+    return renewed
+
+
+def renew(ifname: str, mac: str, lease: Lease, timeout: float) -> Optional[Lease]:
+    """RENEWING (after T1): REQUEST with ciaddr, unicast to the server that gave the lease."""
+    return _request(ifname, mac, lease, lease.server or "255.255.255.255", timeout)
+
+
+def rebind(ifname: str, mac: str, lease: Lease, timeout: float) -> Optional[Lease]:
+    """REBINDING (after T2): the same REQUEST broadcast, for any server that can extend it."""
+    return _request(ifname, mac, lease, "255.255.255.255", timeout)
+
+
+def reboot(ifname: str, mac: str, lease: Lease, timeout: float) -> Optional[Lease]:
+    """INIT-REBOOT: confirm an address the link already has (a lease whose details were not kept)."""
+    return _request(ifname, mac, lease, "255.255.255.255", timeout, init_reboot=True)
+
+
+def release(ifname: str, mac: str, lease: Lease) -> None:
+    """RELEASE to the server (no answer comes); best effort, the address is given up either way."""
+    xid = random.SystemRandom().getrandbits(32)
+    channel = _Udp(ifname)
+    try:
+        channel.sock.sendto(build_message(RELEASE, xid, mac, ciaddr=lease.address, server=lease.server or None),
+                            (lease.server or "255.255.255.255", 67))
+    except OSError:
+        pass
     finally:
         channel.close()

@@ -90,7 +90,8 @@ def apply_budget(spec: HostIpSpec) -> float:
     """The longest the applier may take: forwarding wait, DHCP, verification, and slack."""
     stp_wait = 2 * spec.forward_delay + 5 if spec.stp else 3
     dhcp_wait = spec.dhcp_timeout if spec.bootproto == "dhcp" else 0
-    return stp_wait + dhcp_wait + spec.verify_timeout * (1 + len(spec.verify_targets)) + 10
+    # gateway ARP, each target, and on the IPv6 side link-local DAD, a router's answer and the gateway's
+    return stp_wait + dhcp_wait + spec.verify_timeout * (4 + len(spec.verify_targets)) + 10
 
 
 def stale(journal: Journal) -> Optional[dict[str, Any]]:

@@ -73,6 +73,8 @@ def read_link(ipr, name: str) -> Optional[dict[str, Any]]:
         "alias": msg.get("IFLA_IFALIAS") or None,
         "promisc": bool(msg["flags"] & IFF_PROMISC),
         "addresses": read_addresses(ipr, index),
+        "addresses6": read_addresses6(ipr, index),
+        "ipv6": read_sysctls6(name),
     }
     if kind == "bridge":
         # The bridge's own settings are the switch's business (hostnet/switch_side.py reads them
@@ -248,3 +250,182 @@ def resolv_conf_text(old: Optional[str], nameservers: list[str], search: list[st
     lines = kept + (["search " + " ".join(search)] if search else [])
     lines.extend(f"nameserver {server}" for server in nameservers)
     return "\n".join(lines) + "\n"
+
+
+# -- IPv6 --------------------------------------------------------------------------------------
+# Kept apart from the IPv4 functions above (and in their own snapshot keys) so that the IPv4 move,
+# which hosts have run for a while, reads and writes exactly what it did before.
+
+AF_INET6 = 10
+RTPROT_RA = 9
+SCOPE_LINK = 253
+IFA_F_TEMPORARY, IFA_F_NODAD, IFA_F_OPTIMISTIC, IFA_F_DADFAILED = 0x01, 0x02, 0x04, 0x08
+IFA_F_DEPRECATED, IFA_F_TENTATIVE, IFA_F_PERMANENT = 0x20, 0x40, 0x80
+# Flags the kernel derives (DAD progress, lifetimes) rather than ones an address is created with.
+DERIVED_FLAGS = IFA_F_OPTIMISTIC | IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATIVE | IFA_F_PERMANENT
+SYSCTLS6 = ("disable_ipv6", "accept_ra", "autoconf")
+SYSCTL_ROOT = "/proc/sys/net/ipv6"
+
+
+def ipv6_available() -> bool:
+    """The kernel has IPv6 at all (built in, not booted with ipv6.disable=1)."""
+    return os.path.isdir(os.path.join(SYSCTL_ROOT, "conf"))
+
+
+def read_sysctls6(name: str) -> Optional[dict[str, int]]:
+    """A link's IPv6 switches (disable_ipv6, accept_ra, autoconf); None without IPv6 in the kernel."""
+    values = {}
+    for key in SYSCTLS6:
+        text = read_file(os.path.join(SYSCTL_ROOT, "conf", name, key))
+        if text is None:
+            return None
+        values[key] = int(text.strip())
+    return values
+
+
+def write_sysctls6(name: str, values: dict[str, int]) -> None:
+    """Set the given switches; disable_ipv6 first (re-enabling IPv6 regenerates the link-local address)."""
+    for key in sorted(values, key=lambda k: k != "disable_ipv6"):
+        path = os.path.join(SYSCTL_ROOT, "conf", name, key)
+        if int((read_file(path) or "-1").strip()) == int(values[key]):
+            continue
+        with open(path, "w", encoding="ascii") as handle:
+            handle.write(f"{int(values[key])}\n")
+
+
+def read_addresses6(ipr, index: int) -> list[dict[str, Any]]:
+    """Global and ULA addresses of a link, in the kernel's order (newest first), with lifetimes and the
+    flags they were made with. Link-local addresses are left out: the kernel derives them from the MAC."""
+    addresses = []
+    for msg in ipr.get_addr(family=AF_INET6, index=index):
+        if msg["scope"] == SCOPE_LINK:
+            continue
+        cache = msg.get("IFA_CACHEINFO") or {}
+        flags = msg.get("IFA_FLAGS")
+        addresses.append({
+            "address": msg.get("IFA_ADDRESS"),
+            "prefixlen": msg["prefixlen"],
+            "flags": (msg["flags"] if flags is None else flags) & ~DERIVED_FLAGS,
+            "valid_lft": cache.get("ifa_valid", FOREVER),
+            "preferred_lft": cache.get("ifa_preferred", FOREVER),
+        })
+    return addresses
+
+
+def tentative6(ipr, index: int) -> list[str]:
+    """Addresses of a link still in duplicate address detection (not usable as a source yet)."""
+    out = []
+    for msg in ipr.get_addr(family=AF_INET6, index=index):
+        flags = msg.get("IFA_FLAGS")
+        if (msg["flags"] if flags is None else flags) & IFA_F_TENTATIVE:
+            out.append(msg.get("IFA_ADDRESS"))
+    return out
+
+
+def link_local6(ipr, index: int) -> Optional[str]:
+    for msg in ipr.get_addr(family=AF_INET6, index=index):
+        if msg["scope"] == SCOPE_LINK:
+            return msg.get("IFA_ADDRESS")
+    return None
+
+
+def add_address6(ipr, index: int, addr: dict[str, Any], nodad: bool = False) -> None:
+    """``nodad``: the address is moving from the uplink, where it passed duplicate detection already;
+    detecting again would make it unusable (tentative) for a second in the middle of the move."""
+    flags = int(addr.get("flags") or 0) | (IFA_F_NODAD if nodad else 0)
+    args: dict[str, Any] = {"index": index, "family": AF_INET6, "address": addr["address"],
+                            "prefixlen": addr["prefixlen"], "IFA_FLAGS": flags & ~DERIVED_FLAGS}
+    valid, preferred = addr.get("valid_lft", FOREVER), addr.get("preferred_lft", FOREVER)
+    if valid != FOREVER:
+        args["IFA_CACHEINFO"] = {"ifa_valid": valid, "ifa_preferred": min(preferred, valid), "cstamp": 0, "tstamp": 0}
+    try:
+        ipr.addr("add", **args)
+    except Exception as err:
+        if getattr(err, "code", None) != 17:
+            raise BackendError("address6", f"{addr['address']}/{addr['prefixlen']}",
+                               f"could not be added to {name_of(ipr, index)}: {err}") from err
+
+
+def _del_address6(ipr, index: int, addr: dict[str, Any]) -> None:
+    try:
+        ipr.addr("del", index=index, family=AF_INET6, address=addr["address"], prefixlen=addr["prefixlen"])
+    except Exception as err:
+        if getattr(err, "code", None) != 99:
+            raise
+
+
+def set_addresses6(ipr, index: int, addresses: list[dict[str, Any]], nodad: bool = False) -> None:
+    """Make a link's global/ULA addresses exactly ``addresses`` (given in the kernel's order: the kernel
+    lists the newest first, so they are added oldest first to come back in the same order)."""
+    target = [(a["address"], a["prefixlen"]) for a in addresses]
+    present = [(a["address"], a["prefixlen"]) for a in read_addresses6(ipr, index)]
+    if present == target:
+        return
+    for addr in read_addresses6(ipr, index):
+        _del_address6(ipr, index, addr)
+    for addr in reversed(addresses):
+        add_address6(ipr, index, addr, nodad=nodad)
+
+
+def flush_addresses6(ipr, index: int) -> None:
+    for addr in read_addresses6(ipr, index):
+        _del_address6(ipr, index, addr)
+
+
+def read_routes6(ipr, indexes: dict[int, str]) -> list[dict[str, Any]]:
+    """Main-table IPv6 routes through the given links except the kernel's own for addresses (prefix and
+    link-local routes). ``learnt``: made from a router advertisement, as a default route (proto ra) or
+    an on-link prefix (proto kernel, but with an expiry); a link that hears advertisements makes them itself."""
+    routes = []
+    for msg in ipr.get_routes(family=AF_INET6, table=MAIN_TABLE):
+        oif = msg.get("RTA_OIF")
+        expires = (msg.get("RTA_CACHEINFO") or {}).get("rta_expires", 0)
+        if oif not in indexes or msg["type"] != 1 or (msg["proto"] == RTPROT_KERNEL and not expires):
+            continue
+        routes.append({
+            "family": 6,
+            "dst": msg.get("RTA_DST") or "::",
+            "dst_len": msg["dst_len"],
+            "gateway": msg.get("RTA_GATEWAY"),
+            "dev": indexes[oif],
+            "priority": msg.get("RTA_PRIORITY"),
+            "pref": msg.get("RTA_PREF"),
+            "proto": msg["proto"],
+            "learnt": msg["proto"] == RTPROT_RA or msg["proto"] == RTPROT_KERNEL,
+        })
+    return sorted(routes, key=lambda r: (r["dst"], r["dst_len"], r["priority"] or 0, r["dev"]))
+
+
+def _route6_args(route: dict[str, Any], index: int) -> dict[str, Any]:
+    args: dict[str, Any] = {"family": AF_INET6, "dst": f"{route['dst']}/{route['dst_len']}", "oif": index,
+                            "table": MAIN_TABLE, "proto": route.get("proto") or 3}
+    if route.get("gateway"):
+        args["gateway"] = route["gateway"]
+    if route.get("priority") is not None:
+        args["priority"] = route["priority"]
+    if route.get("pref") is not None:
+        args["RTA_PREF"] = route["pref"]
+    return args
+
+
+def add_route6(ipr, route: dict[str, Any]) -> None:
+    index = require_index(ipr, "route.dev", route["dev"])
+    try:
+        ipr.route("add", **_route6_args(route, index))
+    except Exception as err:
+        if getattr(err, "code", None) != 17:
+            raise BackendError("route6", f"{route['dst']}/{route['dst_len']} via {route.get('gateway')} "
+                                         f"dev {route['dev']}", f"could not be added: {err}") from err
+
+
+def del_route6(ipr, route: dict[str, Any]) -> None:
+    index = index_of(ipr, route["dev"])
+    if index is None:
+        return
+    args = _route6_args(route, index)
+    args.pop("RTA_PREF", None)
+    try:
+        ipr.route("del", **args)
+    except Exception as err:
+        if getattr(err, "code", None) not in (3, 19):
+            raise

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from ..errors import BackendError, ConflictError, NotFoundError
 from ..kernel import mark_uplink
-from . import clients, netops, switch_side
+from . import clients, move6, netops, probe, switch_side
 from .spec import HostIpSpec
 
 
@@ -18,6 +18,7 @@ def take(ipr, spec: HostIpSpec, resolv_conf: str) -> dict[str, Any]:
     if uplink["master"] not in (None, spec.bridge):
         raise ConflictError("uplink", spec.uplink, f"is already a port of '{uplink['master']}'; a NIC can be "
                                                    "the uplink of one bridge only")
+    move6.check_kernel(spec, uplink)
     sw = switch_side.for_spec(spec)
     bridge = netops.read_link(ipr, spec.bridge)
     if bridge is not None and bridge["kind"] not in sw.l3_kinds:
@@ -31,6 +32,7 @@ def take(ipr, spec: HostIpSpec, resolv_conf: str) -> dict[str, Any]:
         "uplink": uplink,
         "bridge": bridge,
         "routes": netops.read_routes(ipr, indexes),
+        "routes6": netops.read_routes6(ipr, indexes),
         "switch": sw.snapshot(ipr, spec),
         "dhcp_clients": clients.find(spec.uplink),
         "resolv_conf": netops.read_file(resolv_conf),
@@ -67,10 +69,19 @@ def restore(ipr, snap: dict[str, Any], spec: HostIpSpec) -> dict[str, Any]:
     for route in netops.read_routes(ipr, indexes):
         if route not in snap["routes"]:
             netops.del_route(ipr, route)
+    routes6 = snap.get("routes6")  # None: a journal written before IPv6 was carried; leave IPv6 alone
+    if routes6 is not None:
+        for route in netops.read_routes6(ipr, indexes):
+            if route not in routes6:
+                netops.del_route6(ipr, route)
     switch_side.for_spec(spec).restore(ipr, spec, snap.get("switch"), br)
     current_bridge = netops.index_of(ipr, spec.bridge)
     if br is not None and current_bridge is not None:
         netops.set_addresses(ipr, current_bridge, _remaining(br["addresses"], elapsed))
+        if routes6 is not None:
+            netops.set_addresses6(ipr, current_bridge, _remaining(br.get("addresses6") or [], elapsed))
+            if br.get("ipv6"):
+                netops.write_sysctls6(spec.bridge, br["ipv6"])
     if uplink_index is None:
         raise BackendError("uplink", spec.uplink, "disappeared during the transaction; cannot restore it")
     master = netops.index_of(ipr, up["master"]) if up["master"] else 0
@@ -80,15 +91,41 @@ def restore(ipr, snap: dict[str, Any], spec: HostIpSpec) -> dict[str, Any]:
     if "alias" in up:  # snapshots written before the uplink marker existed lack it
         mark_uplink(ipr, uplink_index, up["alias"], up["promisc"])
     netops.set_addresses(ipr, uplink_index, _remaining(up["addresses"], elapsed))
+    if routes6 is not None:
+        netops.set_addresses6(ipr, uplink_index, _remaining(up.get("addresses6") or [], elapsed))
     if br is not None and current_bridge is not None:
         netops.set_link(ipr, current_bridge, state="up" if br["up"] else "down")
     for route in snap["routes"]:
         netops.add_route(ipr, route)
+    if routes6 is not None:
+        _restore_routes6(ipr, snap, spec)
     path = snap["resolv_conf_path"]
     if netops.read_file(path) != snap["resolv_conf"]:
         netops.write_file_atomic(path, snap["resolv_conf"])
     clients.restart(snap.get("dhcp_clients") or [])
     return summary(ipr, spec, path)
+
+
+def _restore_routes6(ipr, snap: dict[str, Any], spec: HostIpSpec) -> None:
+    """Static IPv6 routes go back as they were; those a router advertisement made come back the way they
+    came, from an advertisement, which a solicitation on the uplink asks for (bounded)."""
+    learnt = [r for r in snap["routes6"] if r.get("learnt")]
+    for route in snap["routes6"]:
+        if not route.get("learnt"):
+            netops.add_route6(ipr, route)
+    if not learnt:
+        return
+    up = snap["uplink"]
+    deadline = time.monotonic() + 10
+    index = netops.index_of(ipr, spec.uplink)
+    while index is not None and time.monotonic() < deadline:
+        source = netops.link_local6(ipr, index)
+        if source and source not in netops.tentative6(ipr, index):
+            probe.router_probe(spec.uplink, up["mac"], source, 2.0)
+        have = {(r["dst"], r["dst_len"], r["gateway"]) for r in netops.read_routes6(ipr, {index: spec.uplink})}
+        if all((r["dst"], r["dst_len"], r["gateway"]) in have for r in learnt):
+            return
+        time.sleep(0.2)
 
 
 def summary(ipr, spec: HostIpSpec, resolv_conf: str) -> dict[str, Any]:
@@ -97,6 +134,7 @@ def summary(ipr, spec: HostIpSpec, resolv_conf: str) -> dict[str, Any]:
     bridge = netops.read_link(ipr, spec.bridge)
     indexes = {link["index"]: link["name"] for link in (uplink, bridge) if link}
     return {"uplink": uplink, "bridge": bridge, "routes": netops.read_routes(ipr, indexes),
+            "routes6": netops.read_routes6(ipr, indexes),
             "nameservers": nameservers(netops.read_file(resolv_conf))}
 
 
@@ -110,12 +148,16 @@ def describe(state: dict[str, Any]) -> str:
     parts = []
     for role in ("uplink", "bridge"):
         link = state.get(role)
-        if link and link["addresses"]:
-            addrs = ", ".join(f"{a['address']}/{a['prefixlen']}" for a in link["addresses"])
+        if link and (link["addresses"] or link.get("addresses6")):
+            both = link["addresses"] + (link.get("addresses6") or [])
+            addrs = ", ".join(f"{a['address']}/{a['prefixlen']}" for a in both)
             parts.append(f"{link['name']} has {addrs}")
     for route in state.get("routes", []):
         if route["dst_len"] == 0:
             parts.append(f"default via {route['gateway']} dev {route['dev']}")
+    for route in state.get("routes6") or []:
+        if route["dst_len"] == 0:
+            parts.append(f"IPv6 default via {route['gateway']} dev {route['dev']}")
     if state.get("bridge") is None:
         parts.append("no bridge")
     return "; ".join(parts) or "no IPv4 addresses"
@@ -129,6 +171,10 @@ def addresses_match(before: dict[str, Any], after: dict[str, Any]) -> bool:
             link = state.get(role)
             links.append(None if link is None else (
                 link["name"], link["master"], link["mac"],
-                tuple((a["address"], a["prefixlen"]) for a in link["addresses"])))
-        return links, [(r["dst"], r["dst_len"], r["gateway"], r["dev"]) for r in state.get("routes", [])]
+                tuple((a["address"], a["prefixlen"]) for a in link["addresses"]),
+                tuple((a["address"], a["prefixlen"]) for a in link.get("addresses6") or [])))
+        # Router-made IPv6 routes are the router's to give back (a silent router gives none); they are
+        # solicited on the restored uplink but cannot be put back by hand as the kernel's own.
+        return links, [(r["dst"], r["dst_len"], r["gateway"], r["dev"]) for r in state.get("routes", [])], [
+            (r["dst"], r["dst_len"], r["gateway"], r["dev"]) for r in state.get("routes6") or [] if not r.get("learnt")]
     return key(before) == key(after)

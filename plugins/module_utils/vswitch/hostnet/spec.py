@@ -9,6 +9,7 @@ from typing import Any, Optional
 from .. import validate as v
 from ..errors import ValidationError
 from ..settings import BRIDGE, check_bridge_rules
+from . import spec6
 
 BOOTPROTOS = ("dhcp", "static")
 STATIC_NEEDS_ADDRESS = "is required with bootproto: static"
@@ -73,6 +74,9 @@ class HostIpSpec:
     verify_timeout: float = 20.0        # seconds to reach the gateway/targets on the new path
     dhcp_timeout: float = 15.0          # seconds to obtain a lease on the bridge
     vswitchd_socket: Optional[str] = None  # datapath userspace: vswitchd's control socket (None: default)
+    address6: tuple[str, ...] = ()      # '2001:db8::10/64', ...: declared static IPv6 (none: carry the uplink's)
+    gateway6: Optional[str] = None      # '2001:db8::1' or 'fe80::1%xenbr0'
+    ipv6_autoconf: Optional[bool] = None  # SLAAC on the bridge (None: as the uplink had it)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> HostIpSpec:
@@ -105,8 +109,9 @@ class HostIpSpec:
         for i, item in enumerate(search):
             if not item or any(ch.isspace() for ch in item):
                 raise ValidationError(f"dns_search[{i}]", item, "must be a domain name without spaces")
-        targets = tuple(_ipv4(f"verify_targets[{i}]", item)
+        targets = tuple(spec6.target(f"verify_targets[{i}]", item)
                         for i, item in enumerate(params.get("verify_targets") or ()))
+        address6, gateway6, autoconf6 = spec6.parse(params, bridge)
         stp = bool(v.optional(v.boolean, "stp", params.get("stp")))
         # Without STP a host-IP bridge forwards at once: the host's own address must not wait 15 s.
         delay = BRIDGE["forward_delay"].check("forward_delay", params.get("forward_delay") if
@@ -124,6 +129,7 @@ class HostIpSpec:
             verify_timeout=v.seconds("verify_timeout", _default(params, "verify_timeout", 20), 1, 600),
             dhcp_timeout=v.seconds("dhcp_timeout", _default(params, "dhcp_timeout", 15), 1, 600),
             vswitchd_socket=params.get("vswitchd_socket") or None,
+            address6=address6, gateway6=gateway6, ipv6_autoconf=autoconf6,
         )
 
     @property
@@ -150,11 +156,18 @@ class HostIpSpec:
             "gateway": self.gateway,
             "dns": list(self.dns),
             "dns_search": list(self.dns_search),
+            "address6": list(self.address6),
+            "gateway6": self.gateway6.split("%")[0] if self.gateway6 else None,
+            "ipv6_autoconf": self.ipv6_autoconf,
         }
+
+    @property
+    def ipv6_declared(self) -> bool:
+        return spec6.declared(self.address6, self.gateway6, self.ipv6_autoconf)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("dns", "dns_search", "verify_targets"):
+        for key in ("dns", "dns_search", "verify_targets", "address6"):
             data[key] = list(data[key])
         return data
 

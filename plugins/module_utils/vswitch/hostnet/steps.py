@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import BackendError, ConflictError, NotFoundError, ValidationError
 from ..result import Result
-from . import guard, netops, snapshot, transaction
+from . import clients, guard, move6, netops, snapshot, transaction
 from .spec import HostIpSpec
 
 STEPS = ("apply", "confirm", "report")
@@ -31,7 +31,10 @@ def run(params: Mapping[str, Any], context: Any) -> Result:
 
 
 def _values(spec: HostIpSpec, **extra: Any) -> dict[str, Any]:
-    return {"bridge": spec.bridge, "uplink": spec.uplink, "addressing": spec.addressing(), **extra}
+    """The addressing as the persistent formats need it; its IPv6 part is what the bridge carries when
+    nothing was declared (the uplink's own, moved)."""
+    addressing = {**spec.addressing(), **move6.addressing6(spec, extra.get("state"))}
+    return {"bridge": spec.bridge, "uplink": spec.uplink, "addressing": addressing, **extra}
 
 
 def _apply(spec: HostIpSpec, journal: guard.Journal, state_dir: str, params: Mapping[str, Any], context: Any) -> Result:
@@ -42,7 +45,8 @@ def _apply(spec: HostIpSpec, journal: guard.Journal, state_dir: str, params: Map
         before = snapshot.summary(ipr, spec, resolv_conf)
     if done:
         return Result(changed=False, before=before, after=before,
-                      values=_values(spec, pending=False, state=before, recovered=_brief(recovered)))
+                      values=_values(spec, pending=False, state=before, recovered=_brief(recovered),
+                                     dhcp_clients_on_bridge=[c["argv"] for c in clients.find(spec.bridge)]))
     if context.check_mode:
         with netops.iproute() as ipr:
             snapshot.take(ipr, spec, resolv_conf)
@@ -78,8 +82,10 @@ def _confirm(journal: guard.Journal, token: str, context: Any) -> Result:
     guard.confirm(journal, token)
     data = guard.wait_for(journal, token, ("committed",), CONFIRM_WAIT)
     if data.get("phase") == "committed":
-        return Result(changed=True, after=data.get("after"), values={"phase": "committed", "token": token,
-                                                                     "state": data.get("after")})
+        return Result(changed=True, after=data.get("after"), values={
+            "phase": "committed", "token": token, "state": data.get("after"),
+            # the uplink's own DHCP clients, started again for the bridge: they renew its lease now
+            "dhcp_clients_started": data.get("dhcp_clients_started") or []})
     if data.get("phase") in ("rolled_back", "restore_failed"):
         raise _failure(data)
     raise ConflictError("token", token, f"was written but the guard did not acknowledge it within "

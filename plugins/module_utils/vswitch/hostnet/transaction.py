@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..errors import BackendError
-from . import clients, dhcp, netops, probe, switch_side
+from . import clients, dhcp, move6, netops, probe, switch_side
 from .snapshot import nameservers
 from .spec import HostIpSpec
 
@@ -32,6 +32,7 @@ def in_desired_state(ipr, spec: HostIpSpec, resolv_conf: str) -> tuple[bool, lis
     diffs.extend(sw.differences(ipr, spec, bridge, uplink))
     if uplink["addresses"]:
         diffs.append(f"{spec.uplink} still has IPv4 addresses")
+    diffs.extend(move6.differences(ipr, spec, bridge, uplink))
     if spec.mtu and bridge["mtu"] != spec.mtu:
         diffs.append(f"{spec.bridge} mtu is {bridge['mtu']}, not {spec.mtu}")
     if spec.move_mac and bridge["mac"] != uplink["mac"]:
@@ -87,12 +88,19 @@ def apply(ipr, spec: HostIpSpec, snap: dict[str, Any], hold: Optional[Callable[[
     network = ipaddress.IPv4Network(f"{addressing.own_ip}/{netops.read_addresses(ipr, bridge_index)[0]['prefixlen']}",
                                     strict=False)
     gateway = _move_routes(ipr, spec, snap, addressing, network)
+    gateway6 = move6.address_bridge(ipr, spec, snap, bridge_index)
     _point_resolv_conf(spec, snap, addressing.lease)
     hold("addressed")
     verified = _verify(spec, mac, addressing.own_ip, gateway, network)
+    try:
+        verified += move6.verify(ipr, spec, snap, bridge_index, mac, gateway6)
+    except move6.Verify6Error as err:
+        raise VerifyError(err.field, err.value, err.reason) from None
     lease = addressing.lease
-    return {"lease": lease.to_dict() if lease else None, "gateway": gateway,
-            "address": f"{addressing.own_ip}/{network.prefixlen}", "verified": verified}
+    return {"lease": lease.to_dict() if lease else None, "gateway": gateway, "gateway6": gateway6,
+            "address": f"{addressing.own_ip}/{network.prefixlen}",
+            "address6": [f"{a['address']}/{a['prefixlen']}" for a in netops.read_addresses6(ipr, bridge_index)],
+            "verified": verified}
 
 
 def _bridge_the_uplink(ipr, spec: HostIpSpec, snap: dict[str, Any], hold: Callable[[str], None]) -> int:
@@ -104,6 +112,7 @@ def _bridge_the_uplink(ipr, spec: HostIpSpec, snap: dict[str, Any], hold: Callab
     for route in snap["routes"]:
         netops.del_route(ipr, route)
     netops.flush_addresses(ipr, uplink_index)
+    move6.unaddress_uplink(ipr, spec, snap, spec.bridge)
     hold("unaddressed")
     if spec.mtu:
         netops.set_link(ipr, uplink_index, mtu=spec.mtu)
