@@ -17,6 +17,35 @@ sys.path.insert(0, str(COLLECTIONS))  # import ansible_collections.openvif.vswit
 
 from netlab import NetLab  # noqa: E402
 
+GUESTS_AHEAD: list[str] = []   # commands of the selected `guest` tests, not yet started
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Load-sensitive tests first, while nothing else runs; the rest keep their order."""
+    items.sort(key=lambda item: item.get_closest_marker("load_sensitive") is None)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    for item in session.items:
+        marker = item.get_closest_marker("guest")
+        if marker is not None and marker.args[0] not in GUESTS_AHEAD:
+            GUESTS_AHEAD.append(marker.args[0])
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Start the selected guest runs at the first test that is not load-sensitive.
+
+    The emulated guest keeps both cores busy for minutes; tests that measure latency or loss run
+    before it starts (they come first in the suite's order), every other test shares the machine
+    with it, so the suite's wall time is not the sum of the two.
+    """
+    if GUESTS_AHEAD and item.get_closest_marker("load_sensitive") is None:
+        sys.path.insert(0, str(ROOT / "tests" / "vmkernel"))
+        import vm
+
+        while GUESTS_AHEAD:
+            vm.ahead(GUESTS_AHEAD.pop(0)).start()
+
 
 def require_root_netns() -> None:
     """Integration tests need root and namespaces: without them they fail loudly, never pass silently."""

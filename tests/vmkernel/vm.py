@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +182,50 @@ def run(command: str, *, cwd: Path = ROOT, writable: Sequence[Path] = WRITABLE, 
     out = "".join(lines)
     found = re.findall(rf"{RC_MARK}(\d+)", out)
     return Result(int(found[-1]) if found else 125, out)
+
+
+class Ahead:
+    """One guest run started ahead of the test that needs it, in a thread.
+
+    The emulated guest takes minutes of TCG; started early (tests/conftest.py does it once the
+    load-sensitive tests are over), it boots and runs while the namespace tests, which mostly
+    wait on timers and subprocesses, go on. The test then only collects the result.
+    """
+
+    def __init__(self, command: str, timeout: float) -> None:
+        self.command, self.timeout = command, timeout
+        self.result: Result | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="vmkernel-ahead", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.result = run(self.command, timeout=self.timeout)
+        except BaseException as err:  # reported by the test that collects it, not lost in the thread
+            self.error = err
+
+    def start(self) -> None:
+        if self.thread.ident is None:
+            self.thread.start()
+
+    def wait(self) -> Result:
+        self.start()
+        self.thread.join(self.timeout + 120)  # run() kills the guest at its own timeout
+        if self.error is not None:
+            raise self.error
+        if self.result is None:
+            raise RuntimeError(f"vmkernel: the guest run did not end within {self.timeout:.0f} s")
+        return self.result
+
+
+AHEAD: dict[str, Ahead] = {}
+
+
+def ahead(command: str, timeout: float = 1500) -> Ahead:
+    """The one early run of ``command`` in this process (made on first ask)."""
+    if command not in AHEAD:
+        AHEAD[command] = Ahead(command, timeout)
+    return AHEAD[command]
 
 
 def _read_console(proc: subprocess.Popen, timeout: float, lines: list[str], echo: bool) -> None:

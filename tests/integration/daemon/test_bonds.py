@@ -14,7 +14,7 @@ import pytest
 from bond_lab import FAR_IP, FastPing, OpenVswitch, Tcpdump, fdb_port_of, linux_bridge_peer, mac_of, wait_for, wire
 from vswitchd_lab import ENV
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.load_sensitive]
 LOSS_BOUND = 30   # echoes at 10 ms: 0.3 s
 
 

@@ -17,7 +17,7 @@ import time
 import pytest
 from vswitchd_lab import switched_hosts
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.load_sensitive]
 
 PINGS, INTERVAL, ROUNDS = 400, 0.005, 3
 RTT = re.compile(r"time=([0-9.]+) ms")
