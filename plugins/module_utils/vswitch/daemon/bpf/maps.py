@@ -39,12 +39,16 @@ class SwitchProgram:
     def set_port(self, ifindex: int, *, bridge: int, mode: int, access: int = 0, native: int = switchprog.NO_VLAN,
                  untag: int = switchprog.NO_VLAN, mac: Optional[bytes] = None, limit: int = 1518,
                  trunks: Iterable[int] = (), enabled: bool = True) -> None:
+        self.set_port_value(ifindex, switchprog.port_value(bridge, mode, access, native, untag, enabled, mac, limit,
+                                                           trunks))
+
+    def set_port_value(self, ifindex: int, value: bytes) -> None:
+        """The port's config (``switchprog.port_value``), its devmap slot and zeroed counters if it has none."""
         key = _IFINDEX.pack(ifindex)
         self.tx.update(key, key)
         if self.stats.lookup(key) is None:
             self.stats.update(key, bytes(self.stats.stored_value_size))
-        self.ports.update(key, switchprog.port_value(bridge, mode, access, native, untag, enabled, mac, limit,
-                                                     trunks))
+        self.ports.update(key, value)
 
     def drop_port(self, ifindex: int) -> None:
         key = _IFINDEX.pack(ifindex)
