@@ -10,8 +10,8 @@ import ctypes
 import os
 import socket
 import subprocess
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 CLONE_NEWNET = 0x40000000
 

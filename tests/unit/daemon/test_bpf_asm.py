@@ -4,7 +4,6 @@ from __future__ import annotations
 import struct
 
 import pytest
-
 from bpf_env import why_no_bpf
 from vswitch.daemon.bpf import asm, syscall
 from vswitch.daemon.bpf.asm import R0, R1, R2, R10

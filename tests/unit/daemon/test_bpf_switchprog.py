@@ -13,7 +13,6 @@ import struct
 import time
 
 import pytest
-
 from bpf_env import netns_with_veths, why_no_bpf
 from vswitch.daemon.bpf import switchprog as sp
 from vswitch.daemon.bpf.maps import SwitchProgram

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional
 
 from .bpf import switchprog, xdp
 from .bpf.maps import SwitchProgram
@@ -55,11 +55,11 @@ class FastPath:
         self.native = os.environ.get("VSWITCHD_XDP_MODE", "generic") == "native"
         self.prog: Optional[SwitchProgram] = None
         self.reason = ""
-        self.attached: Dict[str, int] = {}          # port name -> ifindex
-        self.paths: Dict[str, Tuple[str, str]] = {}  # port name -> (path, why)
-        self.bridge_ids: Dict[int, int] = {}         # id(Bridge) -> small number in the maps' keys
-        self.port_values: Dict[int, bytes] = {}      # ifindex -> config written
-        self.mirror: Dict[bytes, Tuple[int, Any, bytes, Port]] = {}   # fdb key -> (ifindex, table, mac, port)
+        self.attached: dict[str, int] = {}          # port name -> ifindex
+        self.paths: dict[str, tuple[str, str]] = {}  # port name -> (path, why)
+        self.bridge_ids: dict[int, int] = {}         # id(Bridge) -> small number in the maps' keys
+        self.port_values: dict[int, bytes] = {}      # ifindex -> config written
+        self.mirror: dict[bytes, tuple[int, Any, bytes, Port]] = {}   # fdb key -> (ifindex, table, mac, port)
         self.clock_offset = _timens_monotonic_offset()
         self._last_sync = -1.0
         self._slow_seen = -1
@@ -113,11 +113,11 @@ class FastPath:
             log.warning("port %s: XDP program not removed: %s", name, os.strerror(errno))
         self._last_sync = -1.0
 
-    def path_of(self, name: str) -> Dict[str, str]:
+    def path_of(self, name: str) -> dict[str, str]:
         path, why = self.paths.get(name, ("rings", "no device open"))
         return {"path": path, "why": why}
 
-    def counters(self, name: str) -> Dict[str, int]:
+    def counters(self, name: str) -> dict[str, int]:
         ifindex = self.attached.get(name)
         if ifindex is None or self.prog is None:
             return {}
@@ -130,7 +130,7 @@ class FastPath:
             number = self.bridge_ids[id(bridge)] = len(self.bridge_ids) + 1
         return number
 
-    def sync(self, now: float, bridges: Dict[str, Bridge], slow_frames: int, force: bool = False) -> None:
+    def sync(self, now: float, bridges: dict[str, Bridge], slow_frames: int, force: bool = False) -> None:
         """Write port configs and the FDB mirror when anything they depend on may have changed."""
         if self.prog is None or not self.attached:
             return
@@ -139,7 +139,7 @@ class FastPath:
         self._slow_seen = slow_frames
         self._last_sync = now
         served = {ifindex: name for name, ifindex in self.attached.items()}
-        want: Dict[bytes, Tuple[int, Any, bytes, Port]] = {}
+        want: dict[bytes, tuple[int, Any, bytes, Port]] = {}
         for bridge in bridges.values():
             number = self._bridge_id(bridge)
             ports = {port.name: port for port in bridge.ports.values()}

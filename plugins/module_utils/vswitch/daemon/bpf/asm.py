@@ -100,12 +100,12 @@ def store_imm(size: int, dst: int, off: int, imm: int) -> Insn:
     return Insn(ST | MEM | SIZE[size], dst, 0, off, imm)
 
 
-def ld_imm64(dst: int, value: int, src: int = 0) -> List[Insn]:
+def ld_imm64(dst: int, value: int, src: int = 0) -> list[Insn]:
     return [Insn(LD | IMM | SIZE[8], dst, src, imm=value & 0xFFFFFFFF),
             Insn(0, imm=(value >> 32) & 0xFFFFFFFF)]
 
 
-def ld_map_fd(dst: int, fd: int) -> List[Insn]:
+def ld_map_fd(dst: int, fd: int) -> list[Insn]:
     """Load a map's address: the verifier turns the fd into the map pointer."""
     return ld_imm64(dst, fd, PSEUDO_MAP_FD)
 
@@ -139,10 +139,10 @@ class Program:
     """Instructions and labels; ``assemble`` resolves jump offsets (in instructions, from the next one)."""
 
     def __init__(self) -> None:
-        self.insns: List[Insn] = []
+        self.insns: list[Insn] = []
         self.labels: dict = {}
 
-    def emit(self, *items: Item) -> "Program":
+    def emit(self, *items: Item) -> Program:
         for item in items:
             if isinstance(item, list):
                 self.insns.extend(item)
@@ -150,7 +150,7 @@ class Program:
                 self.insns.append(item)
         return self
 
-    def label(self, name: str) -> "Program":
+    def label(self, name: str) -> Program:
         if name in self.labels:
             raise AssemblyError(f"label {name!r} defined twice")
         self.labels[name] = len(self.insns)

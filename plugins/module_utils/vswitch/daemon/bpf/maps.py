@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import struct
-from typing import Dict, Iterable, Optional
+from typing import Iterable, Optional
 
 from . import switchprog, syscall
 
@@ -56,7 +56,7 @@ class SwitchProgram:
         self.tx.delete(key)
         self.stats.delete(key)
 
-    def counters(self, ifindex: int) -> Dict[str, int]:
+    def counters(self, ifindex: int) -> dict[str, int]:
         per_cpu = self.stats.lookup_percpu(_IFINDEX.pack(ifindex))
         totals = dict.fromkeys(switchprog.COUNTERS, 0)
         for value in per_cpu:

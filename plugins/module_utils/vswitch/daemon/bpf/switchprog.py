@@ -19,8 +19,31 @@ import struct
 from typing import Iterable, Optional
 
 from . import asm
-from .asm import (R0, R1, R2, R3, R4, R6, R7, R8, R9, R10, alu64, alu64_reg, be16, call, exit_, jump,
-                  jump_if, jump_if_reg, ld_map_fd, load, mov, mov_reg, store)
+from .asm import (
+    R0,
+    R1,
+    R2,
+    R3,
+    R4,
+    R6,
+    R7,
+    R8,
+    R9,
+    R10,
+    alu64,
+    alu64_reg,
+    be16,
+    call,
+    exit_,
+    jump,
+    jump_if,
+    jump_if_reg,
+    ld_map_fd,
+    load,
+    mov,
+    mov_reg,
+    store,
+)
 
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
 MODE_ALL, MODE_ACCESS, MODE_TRUNK = 0, 1, 2

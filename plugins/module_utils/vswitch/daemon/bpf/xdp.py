@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from typing import Optional, Tuple
+from typing import Optional
 
 NETLINK_ROUTE, NETLINK_EXT_ACK, SOL_NETLINK = 0, 11, 270
 RTM_NEWLINK, RTM_GETLINK, RTM_SETLINK, NLMSG_ERROR = 16, 18, 19, 2
@@ -41,7 +41,7 @@ def _attrs(data: bytes, start: int, end: int) -> dict:
     return found
 
 
-def _request(message_type: int, body: bytes, flags: int) -> Tuple[int, str, bytes]:
+def _request(message_type: int, body: bytes, flags: int) -> tuple[int, str, bytes]:
     """One request: (errno or 0, the kernel's extack message, the reply's payload if it was data)."""
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE) as sock:
         sock.settimeout(2.0)
@@ -76,7 +76,7 @@ def _request(message_type: int, body: bytes, flags: int) -> Tuple[int, str, byte
                 return 0, "", data[start:end]
 
 
-def attach(ifindex: int, prog_fd: int, native: bool = True) -> Tuple[int, str]:
+def attach(ifindex: int, prog_fd: int, native: bool = True) -> tuple[int, str]:
     """Put ``prog_fd`` on the device (replacing any program there); (errno, kernel's reason), 0 on success."""
     flags = XDP_FLAGS_DRV_MODE if native else XDP_FLAGS_SKB_MODE
     xdp = _nla(IFLA_XDP_FD, struct.pack("=i", prog_fd)) + _nla(IFLA_XDP_FLAGS, struct.pack("=I", flags))
@@ -96,7 +96,7 @@ def detach(ifindex: int) -> int:
     return result
 
 
-def query(ifindex: int) -> Optional[Tuple[int, int]]:
+def query(ifindex: int) -> Optional[tuple[int, int]]:
     """(attach mode, program id) of the device's XDP program, or None if it has none."""
     body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, ifindex, 0, 0)
     errno, _text, reply = _request(RTM_GETLINK, body, 0)
