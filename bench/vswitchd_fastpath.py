@@ -214,7 +214,7 @@ def report(rows: dict, base: dict, args) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per frame-rate measurement")
     parser.add_argument("--rate", type=float, default=100000.0, help="fixed offered rate for the CPU cost")
     parser.add_argument("--only", nargs="*", choices=CONTENDERS, default=list(CONTENDERS))

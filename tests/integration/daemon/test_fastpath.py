@@ -64,7 +64,13 @@ def test_known_unicast_is_forwarded_by_the_kernel_and_show_says_so(xplab, daemon
     # h2 and h3 share VLAN 5: after learning (ARP, the first ping), their unicast stays in the kernel.
     xplab.run(h3, "ip", "addr", "add", "10.0.0.22/24", "dev", "eth0")
     assert xplab.ping_until(h2, "10.0.0.22")
-    time.sleep(0.3)   # the mirror follows learning within SYNC_INTERVAL
+    # The mirror follows learning within SYNC_INTERVAL (later on a loaded machine): wait until it has.
+    for _attempt in range(20):
+        before = d.stats("p2")
+        xplab.ping(h2, "10.0.0.22", count=1, wait=1.0)
+        if d.stats("p2")["fast_rx_packets"] > before["fast_rx_packets"]:
+            break
+        time.sleep(0.2)
     before = d.stats("p2")
     assert xplab.ping(h2, "10.0.0.22", count=5, wait=1.0)
     after = d.stats("p2")

@@ -200,4 +200,3 @@ class FastPath:
         if self.prog is not None:
             self.prog.close()
             self.prog = None
-

@@ -139,6 +139,7 @@ class Switch:
                 raise
             raise BackendError("transaction", len(changes), f"failed: {err}") from err
         self._commit(old, new, created, internals)
+        self._sync_fastpath(self.loop.clock(), force=True)   # no frame forwarded on the old VLANs after the reply
         faults.reached("transact.committed")
         return {"changed": new != old, "serial": self.db.serial}
 
@@ -301,10 +302,10 @@ class Switch:
         self.fastpath.close()
         self.loop.closer.drain()
 
-    def _sync_fastpath(self, now: float) -> None:
+    def _sync_fastpath(self, now: float, force: bool = False) -> None:
         """The FDB mirror after the slow path handled frames (learning) or a transaction changed ports."""
         slow = sum(run.port.rx_packets for run in self.ports.values()) + self.db.serial
-        self.fastpath.sync(now, self.tables(), slow)
+        self.fastpath.sync(now, self.tables(), slow, force)
 
     # -- reporting --------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
