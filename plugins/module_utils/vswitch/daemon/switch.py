@@ -347,9 +347,12 @@ class Switch:
         (or every bridge) flushes all the VLANs it carries. Static entries stay, as in Fdb.flush.
         """
         if name is None:
-            return sum(bridge.fdb.flush() for bridge in self.tables().values())
-        bridge = self.bridge(name)
-        return bridge.fdb.flush(self.config.bridges.get(name, {}).get("tag"))
+            removed = sum(bridge.fdb.flush() for bridge in self.tables().values())
+        else:
+            removed = self.bridge(name).fdb.flush(self.config.bridges.get(name, {}).get("tag"))
+        # The kernel must forget them too, at once: while it forwards a host, Python never sees it to relearn.
+        self._sync_fastpath(self.loop.clock(), force=True)
+        return removed
 
     def fdb(self, name: Optional[str], now: float) -> list[dict[str, Any]]:
         names = [name] if name is not None else list(self.tables())
