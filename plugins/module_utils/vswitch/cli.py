@@ -53,6 +53,9 @@ def cmd_show(client: Client, args: argparse.Namespace) -> str:
             port = state["ports"].get(port_name, {"type": "internal", "status": bridge["status"]})
             lines.append(f"    Port {port_name}")
             lines.append(f'        type: {port["type"]}')
+            path = state.get("forwarding", {}).get(port_name)
+            if path:
+                lines.append(f'        forwarding: {path["path"]} ({path["why"]})')
             for key, label in (("vlan", "tag"), ("native_vlan", "native_vlan"), ("mac", "mac")):
                 if port.get(key) is not None:
                     lines.append(f"        {label}: {port[key]}")

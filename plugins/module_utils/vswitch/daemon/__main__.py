@@ -22,6 +22,7 @@ from .. import paths, proctitle
 from ..errors import VswitchError
 from . import faults
 from .db import StateFile
+from .fastpath import CHOICES as FAST_CHOICES
 from .fdb import DEFAULT_LIMIT
 from .loop import EventLoop
 from .methods import LOG_LEVELS, make_methods
@@ -67,6 +68,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--socket", default=paths.socket_path(), help="control socket (default %(default)s)")
     parser.add_argument("--fdb-limit", type=int, default=int(os.environ.get("VSWITCHD_FDB_LIMIT", DEFAULT_LIMIT)),
                         help="learned MAC entries per bridge (default %(default)s)")
+    parser.add_argument("--datapath", default=os.environ.get("VSWITCHD_DATAPATH", "auto"), choices=FAST_CHOICES,
+                        help="auto: XDP fast path wherever it works, rings elsewhere; xdp: refuse to start "
+                             "without BPF; rings: Python only (default %(default)s)")
     parser.add_argument("--log-level", default=os.environ.get("VSWITCHD_LOG_LEVEL", "info"),
                         choices=sorted(LOG_LEVELS))
     args = parser.parse_args(argv)
@@ -92,7 +96,11 @@ def stop_on_signals(loop: EventLoop) -> None:
 
 def start_switch(args: argparse.Namespace, loop: EventLoop) -> Optional[Switch]:
     """Every bridge and port of the state file back in service, or None (logged) if that cannot be."""
-    switch = Switch(StateFile(args.state_file), args.fdb_limit, loop)
+    try:
+        switch = Switch(StateFile(args.state_file), args.fdb_limit, loop, datapath=args.datapath)
+    except OSError as err:
+        log.critical("cannot start with --datapath %s: %s", args.datapath, err)
+        return None
     try:
         switch.restore()
     except VswitchError as err:

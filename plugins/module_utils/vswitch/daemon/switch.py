@@ -21,6 +21,7 @@ from .bond import BondIO
 from .config import Config, apply_changes
 from .datapath import Bridge, Port
 from .db import StateFile
+from .fastpath import SYNC_INTERVAL, FastPath
 from .fdb import DEFAULT_LIMIT, mac_bytes
 from .loop import HANGUP, EventLoop
 
@@ -50,7 +51,8 @@ class RunPort:
 
 
 class Switch:
-    def __init__(self, db: StateFile, fdb_limit: int = DEFAULT_LIMIT, loop: Optional[EventLoop] = None) -> None:
+    def __init__(self, db: StateFile, fdb_limit: int = DEFAULT_LIMIT, loop: Optional[EventLoop] = None,
+                 datapath: str = "auto") -> None:
         self.db = db
         self.fdb_limit = fdb_limit
         self.config = Config()
@@ -60,6 +62,8 @@ class Switch:
         self.loop = loop or EventLoop()
         self.owner = netdev.owner_mark(db.path)
         self._last_retry = 0.0
+        self.fastpath = FastPath(datapath)
+        self.loop.every(SYNC_INTERVAL, self._sync_fastpath)
 
     # -- start-up ---------------------------------------------------------------------------------
     def restore(self) -> None:
@@ -136,6 +140,7 @@ class Switch:
                 raise
             raise BackendError("transaction", len(changes), f"failed: {err}") from err
         self._commit(old, new, created, internals)
+        self._sync_fastpath(self.loop.clock(), force=True)   # no frame forwarded on the old VLANs after the reply
         faults.reached("transact.committed")
         return {"changed": new != old, "serial": self.db.serial}
 
@@ -206,12 +211,16 @@ class Switch:
         if run.io is not None:
             self.bridges[name].attach(run.port)
             self.loop.register(run.io.fileno(), self._handler(run, run.io))
+            self.fastpath.port_ready(run.port, run.io)
 
     def _commit_port(self, name: str, run: RunPort, spec: dict[str, Any]) -> None:
         self.ports[name] = run
         self._configure(run, spec)
-        if run.io is not None and not isinstance(run.io, BondIO):   # a bond registers its members itself
+        if isinstance(run.io, BondIO):   # a bond registers its members itself
+            self.fastpath.bond_ready(name)
+        elif run.io is not None:
             self.loop.register(run.io.fileno(), self._handler(run, run.io))
+            self.fastpath.port_ready(run.port, run.io)
 
     def _configure(self, run: RunPort, spec: dict[str, Any]) -> None:
         tag = self._vlan_of(spec["bridge"])
@@ -248,6 +257,7 @@ class Switch:
         if run.port.bridge is not None:
             run.port.bridge.detach(run.port)
         if run.io is not None:
+            self.fastpath.port_gone(run.port.name)
             try:
                 if not isinstance(run.io, BondIO):
                     self.loop.unregister(run.io.fileno())
@@ -269,8 +279,10 @@ class Switch:
 
     # -- housekeeping (called from the main loop about once a second) --------------------------------
     def tick(self, now: float) -> None:
+        self.fastpath.refresh()
         for bridge in self.tables().values():
             bridge.fdb.expire(now)
+        self.fastpath.sync(now, self.tables(), 0, force=True)
         for run in self.ports.values():
             # Frames stranded behind a slot the kernel dropped never make the socket ready; look for
             # them once a second (a C-level scan of the ring's status bytes when there are none).
@@ -297,7 +309,13 @@ class Switch:
             self._drop_port(name, keep=True)
         for name in list(self.internal):
             self._drop_bridge(name, keep=True)
+        self.fastpath.close()
         self.loop.closer.drain()
+
+    def _sync_fastpath(self, now: float, force: bool = False) -> None:
+        """The FDB mirror after the slow path handled frames (learning) or a transaction changed ports."""
+        slow = sum(run.port.rx_packets for run in self.ports.values()) + self.db.serial
+        self.fastpath.sync(now, self.tables(), slow, force)
 
     # -- reporting --------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -316,7 +334,9 @@ class Switch:
         ports = {name: {**spec, "status": self.ports[name].status if name in self.ports else "missing"}
                  for name, spec in sorted(self.config.ports.items())}
         links = sorted(name for _index, name in socket.if_nameindex())
-        return {"bridges": bridges, "ports": ports, "links": links, "serial": self.db.serial}
+        forwarding = {name: self.fastpath.path_of(name) for name in [*bridges, *ports]}
+        return {"bridges": bridges, "ports": ports, "links": links, "serial": self.db.serial,
+                "forwarding": forwarding}
 
     def bridge(self, name: str) -> Bridge:
         from ..errors import NotFoundError
@@ -337,9 +357,12 @@ class Switch:
         (or every bridge) flushes all the VLANs it carries. Static entries stay, as in Fdb.flush.
         """
         if name is None:
-            return sum(bridge.fdb.flush() for bridge in self.tables().values())
-        bridge = self.bridge(name)
-        return bridge.fdb.flush(self.config.bridges.get(name, {}).get("tag"))
+            removed = sum(bridge.fdb.flush() for bridge in self.tables().values())
+        else:
+            removed = self.bridge(name).fdb.flush(self.config.bridges.get(name, {}).get("tag"))
+        # The kernel must forget them too, at once: while it forwards a host, Python never sees it to relearn.
+        self._sync_fastpath(self.loop.clock(), force=True)
+        return removed
 
     def fdb(self, name: Optional[str], now: float) -> list[dict[str, Any]]:
         names = [name] if name is not None else list(self.tables())
@@ -361,7 +384,8 @@ class Switch:
             runs += [self.ports[p] for p in self.config.ports_of(bridge_name) if p in self.ports]
             for run in runs:
                 rows.append({"bridge": bridge_name, "port": run.port.name, "type": run.port.kind,
-                             "status": run.status, **run.port.counters()})
+                             "status": run.status, **with_fast(run.port.counters(),
+                                                               self.fastpath.counters(run.port.name))})
         return rows
 
     def bonds(self, name: Optional[str], what: str = "show") -> list[dict[str, Any]]:
@@ -385,3 +409,21 @@ class Switch:
     def fdb_summary(self) -> dict[str, Any]:
         return {name: {"learned": len(b.fdb), "limit": b.fdb.limit, "evictions": b.fdb.evictions}
                 for name, b in self.tables().items()}
+
+
+def with_fast(slow: dict[str, int], fast: dict[str, int]) -> dict[str, int]:
+    """A port's counters: what Python forwarded plus what the kernel did, and the kernel's part on its own."""
+    if not fast:
+        return slow
+    rows = dict(slow)
+    for total, part in (("rx_packets", "fast_rx_packets"), ("rx_bytes", "fast_rx_bytes"),
+                        ("tx_packets", "fast_tx_packets"), ("tx_bytes", "fast_tx_bytes"),
+                        ("filtered", "filtered")):
+        rows[total] = rows.get(total, 0) + fast[part]
+    for reason in ("security", "bad_src", "bad_vlan"):
+        rows[f"drop_{reason}"] = rows.get(f"drop_{reason}", 0) + fast[f"drop_{reason}"]
+        rows["rx_dropped"] = rows.get("rx_dropped", 0) + fast[f"drop_{reason}"]
+    rows.update({name: value for name, value in fast.items() if name.startswith("fast_")})
+    rows["fast_dropped"] = sum(fast[f"drop_{reason}"] for reason in ("security", "bad_src", "bad_vlan"))
+    rows["slow_rx_packets"] = fast["passed"]
+    return rows

@@ -1,0 +1,252 @@
+"""Benchmark: vswitchd's XDP fast path against its rings, Open vSwitch netdev and the Linux bridge.
+
+    python3 bench/vswitchd_fastpath.py [--seconds 3] [--rate 100000]
+
+Run as root, with gcc, iperf3 and openvswitch-switch installed. Topology per contender (namespaces
+``vfp<hex>-*``): a --veth-- switch --veth-- b. The generator (bench/c/framegen.c) and the sink
+(bench/c/framesink.c) are compiled here with the system compiler and pinned to core 0 (taskset);
+the userspace switches (vswitchd, ovs-vswitchd) are pinned to core 1; kernel switches run in
+softirq where the frames arrive, which is core 0 unless RPS on the switch ports moves that work
+to core 1 (the contenders marked "RPS -> core 1"; generic XDP runs after RPS, so it moves too).
+
+Contenders, in one run:
+  vswitchd-xdp       vswitchd --datapath auto (XDP, generic mode), RPS on its ports -> core 1
+  vswitchd-xdp-core0 the same without RPS: the kernel work shares the generator's core
+  vswitchd-rings     vswitchd --datapath rings (every frame through Python)
+  ovs-netdev         Open vSwitch's userspace datapath (private ovsdb-server/ovs-vswitchd)
+  linux-bridge       the kernel bridge, sharing the generator's core
+  linux-bridge-rps   the kernel bridge with RPS -> core 1 (its best case here)
+Metrics: max 64-byte frames/s delivered (b's eth0 rx_packets) with the offered rate beside it;
+CPU ns per frame at a fixed offered rate (``--rate``): the whole machine's busy time from
+/proc/stat minus the same rate over a direct veth pair (no switch), per delivered frame; TCP
+Gbit/s with iperf3 (offloads left on, GSO-aware, as bench/vswitchd_forwarding.py does); UDP
+round trips p50/p99 (bench/vswitchd_forwarding.py's ping-pong). Other load on the machine shows
+up in the CPU figure: the load average is printed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Optional
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import vswitchd_forwarding as vf  # noqa: E402
+
+sys.path.insert(0, str(vf.MODULE_UTILS))
+CONTENDERS = ("vswitchd-xdp", "vswitchd-xdp-core0", "vswitchd-rings", "ovs-netdev", "linux-bridge",
+              "linux-bridge-rps")
+
+
+def build_tools(tmp: Path) -> dict:
+    tools = {}
+    for name in ("framegen", "framesink"):
+        out = tmp / name
+        proc = vf.run("gcc", "-O2", "-Wall", "-o", str(out), str(HERE / "c" / f"{name}.c"), check=False)
+        if proc.returncode:
+            raise RuntimeError(f"gcc failed for {name}: {proc.stderr}")
+        tools[name] = str(out)
+    return tools
+
+
+def rps(ns: str, dev: str, mask: str) -> None:
+    vf.run("ip", "netns", "exec", ns, "sh", "-c", f"echo {mask} > /sys/class/net/{dev}/queues/rx-0/rps_cpus")
+
+
+def pin(pid: int, core: int) -> None:
+    vf.run("taskset", "-a", "-p", "-c", str(core), str(pid), check=False)
+
+
+def busy_jiffies() -> int:
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    values = [int(v) for v in fields]
+    return sum(values) - values[3] - values[4]   # minus idle and iowait
+
+
+def setup_vswitchd(lab: vf.Lab, topo: vf.Topology, datapath: str) -> list:
+    os.environ["VSWITCHD_DATAPATH"] = datapath
+    daemon = vf.Vswitchd(lab, topo.sw, f"fp-{datapath}-{topo.sw[-6:]}")
+    daemon.start()
+    daemon.ctl("add-br", "br0")
+    daemon.ctl("add-port", "br0", "pa")
+    daemon.ctl("add-port", "br0", "pb")
+    pin(daemon.proc.pid, 1)
+    shown = daemon.ctl("show").stdout
+    paths = sorted({line.strip() for line in shown.splitlines() if "forwarding:" in line})
+    print(f"    vswitchd --datapath {datapath}: {'; '.join(paths)}", flush=True)
+    return [daemon.proc]
+
+
+def setup_ovs(lab: vf.Lab, topo: vf.Topology) -> list:
+    procs = vf.setup_ovs(lab, topo)
+    pin(procs[1].pid, 1)
+    return procs
+
+
+def setup(name: str) -> Callable[[vf.Lab, vf.Topology], list]:
+    def xdp(lab, topo):
+        procs = setup_vswitchd(lab, topo, "auto")
+        for dev in ("pa", "pb"):
+            rps(topo.sw, dev, "2")
+        return procs
+
+    def bridge_rps(lab, topo):
+        procs = vf.setup_bridge(lab, topo)
+        for dev in ("pa", "pb"):
+            rps(topo.sw, dev, "2")
+        return procs
+    return {"vswitchd-xdp": xdp, "vswitchd-xdp-core0": lambda lab, topo: setup_vswitchd(lab, topo, "auto"),
+            "vswitchd-rings": lambda lab, topo: setup_vswitchd(lab, topo, "rings"), "ovs-netdev": setup_ovs,
+            "linux-bridge": vf.setup_bridge, "linux-bridge-rps": bridge_rps}[name]
+
+
+def blast(lab: vf.Lab, tools: dict, topo, rate: float, seconds: float, cpu: bool = False) -> dict:
+    """Generator a -> b at ``rate`` (0: max) for ``seconds``: offered and delivered rates (and busy CPU
+    over the middle half of the run)."""
+    b_mac = vf.run("ip", "netns", "exec", topo.b, "cat", "/sys/class/net/eth0/address").stdout.strip()
+    vf.run("ip", "netns", "exec", topo.a, "ping", "-c", "1", "-W", "1", vf.B_IP, check=False)
+    sink = lab.spawn(["ip", "netns", "exec", topo.b, "taskset", "-c", "0", tools["framesink"], "7777",
+                      str(seconds + 2)], lab.tmp / "sink.log", stdin=subprocess.DEVNULL)
+    time.sleep(0.2)
+    gen = lab.spawn(["ip", "netns", "exec", topo.a, "taskset", "-c", "0", tools["framegen"], "eth0", b_mac, vf.B_IP,
+                     vf.A_IP, str(rate), str(seconds)], lab.tmp / "gen.log", stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(seconds * 0.25)
+        t1, j1 = time.monotonic(), busy_jiffies()
+        time.sleep(seconds * 0.5)
+        t2, j2 = time.monotonic(), busy_jiffies()
+        gen.wait(seconds + 10)
+        sink.wait(10)
+    finally:
+        lab.stop(gen, wait=3)
+        lab.stop(sink, wait=3)
+    # The generator's and the sink's own counts over the whole run (reading interface counters through
+    # a process per read is too slow and jittery on a loaded machine).
+    sent = int((lab.tmp / "gen.log").read_text().split()[-1])
+    got = int((lab.tmp / "sink.log").read_text().split()[-1])
+    out = {"offered": sent / seconds, "delivered": got / seconds}
+    if cpu:
+        out["busy_ns_per_s"] = (j2 - j1) / os.sysconf("SC_CLK_TCK") / (t2 - t1) * 1e9
+    return out
+
+
+def baseline(lab: vf.Lab, tools: dict, rate: float, seconds: float) -> dict:
+    """The same fixed rate over a direct veth pair a <-> b: what generator and endpoints cost alone."""
+    class Direct:
+        pass
+    topo = Direct()
+    topo.a, topo.b = lab.ns("base-a"), lab.ns("base-b")
+    vf.run("ip", "-n", topo.a, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", topo.b)
+    for ns, ip in ((topo.a, vf.A_IP), (topo.b, vf.B_IP)):
+        vf.run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
+        vf.run("ip", "-n", ns, "link", "set", "eth0", "up")
+    return blast(lab, tools, topo, rate, seconds, cpu=True)
+
+
+def measure(lab: vf.Lab, tools: dict, name: str, args, base: dict) -> dict:
+    topo = vf.Topology(lab, f"c{CONTENDERS.index(name)}")
+    procs = setup(name)(lab, topo)
+    try:
+        problem = vf.connectivity(topo)
+        if problem:
+            return {"error": problem}
+        row = {}
+        top = blast(lab, tools, topo, 0, args.seconds)
+        row["fps"], row["offered"] = top["delivered"], top["offered"]
+        fixed = blast(lab, tools, topo, args.rate, args.seconds, cpu=True)
+        extra = fixed["busy_ns_per_s"] - base["busy_ns_per_s"]
+        row["ns_per_frame"] = extra / fixed["delivered"] if fixed["delivered"] else None
+        row["fixed_delivered"] = fixed["delivered"]
+        row.update(vf.measure_tcp(lab, topo, 2))
+        rtt = vf.measure_rtt(lab, topo, 1000)
+        row["p50"], row["p99"] = rtt.get("p50"), rtt.get("p99")
+        return row
+    finally:
+        for proc in reversed(procs):
+            lab.stop(proc, wait=10)
+
+
+def ratio(x: Optional[float], y: Optional[float]) -> str:
+    return f"{x / y:.2f}x" if x and y else "n/a"
+
+
+def report(rows: dict, base: dict, args) -> None:
+    print(f"\nbaseline (direct veth pair, {args.rate:.0f} fps offered): "
+          f"{base['busy_ns_per_s'] / 1e9 * 100:.1f} % of one core busy, {base['delivered']:.0f} fps delivered")
+    print(f"{'contender':20} {'64B fps':>10} {'offered':>10} {'ns/frame':>9} {'TCP Gbit/s':>10} "
+          f"{'RTT p50 us':>10} {'p99 us':>8}")
+    for name, row in rows.items():
+        if row.get("error"):
+            print(f"{name:20} error: {row['error']}")
+            continue
+        ns = f"{row['ns_per_frame']:.0f}" if row.get("ns_per_frame") is not None else "n/a"
+        print(f"{name:20} {row['fps']:>10.0f} {row['offered']:>10.0f} {ns:>9} {row.get('gbps', 0):>10.1f} "
+              f"{row['p50'] or 0:>10.1f} {row['p99'] or 0:>8.1f}")
+    xdp, ovs = rows.get("vswitchd-xdp", {}), rows.get("ovs-netdev", {})
+    best_bridge = max((rows.get(n, {}).get("fps") or 0 for n in ("linux-bridge", "linux-bridge-rps")), default=0)
+    bridge_tcp = max((rows.get(n, {}).get("gbps") or 0 for n in ("linux-bridge", "linux-bridge-rps")), default=0)
+    print("\nratios (vswitchd-xdp against):")
+    print(f"  fps vs ovs-netdev {ratio(xdp.get('fps'), ovs.get('fps'))}, vs vswitchd-rings "
+          f"{ratio(xdp.get('fps'), rows.get('vswitchd-rings', {}).get('fps'))}, vs the bridge's best "
+          f"{ratio(xdp.get('fps'), best_bridge)}")
+    print(f"  ns/frame vs ovs-netdev {ratio(xdp.get('ns_per_frame'), ovs.get('ns_per_frame'))}; "
+          f"TCP vs the bridge's best {ratio(xdp.get('gbps'), bridge_tcp)}; p99 vs ovs-netdev "
+          f"{ratio(xdp.get('p99'), ovs.get('p99'))}")
+    goals = [
+        ("64-byte fps >= 3x OVS netdev", (xdp.get("fps") or 0) >= 3 * (ovs.get("fps") or float("inf"))),
+        ("64-byte fps >= the Linux bridge's best case", (xdp.get("fps") or 0) >= best_bridge > 0),
+        ("ns/frame <= 1/3 of OVS netdev", xdp.get("ns_per_frame") is not None and ovs.get("ns_per_frame")
+         is not None and xdp["ns_per_frame"] <= ovs["ns_per_frame"] / 3),
+        ("TCP >= the Linux bridge's", (xdp.get("gbps") or 0) >= bridge_tcp > 0),
+        ("RTT p99 <= OVS netdev's", xdp.get("p99") is not None and ovs.get("p99") is not None
+         and xdp["p99"] <= ovs["p99"]),
+    ]
+    print("goals:")
+    for text, met in goals:
+        print(f"  [{'met' if met else 'NOT met'}] {text}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="per frame-rate measurement")
+    parser.add_argument("--rate", type=float, default=100000.0, help="fixed offered rate for the CPU cost")
+    parser.add_argument("--only", nargs="*", choices=CONTENDERS, default=list(CONTENDERS))
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("run as root", file=sys.stderr)
+        return 2
+    lab = vf.Lab()
+    lab.prefix = "vfp" + lab.prefix[3:]
+
+    def on_term(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    started = time.monotonic()
+    try:
+        tools = build_tools(lab.tmp)
+        print(f"load average {vf.load()}; generator and sink on core 0, userspace switches on core 1", flush=True)
+        base = baseline(lab, tools, args.rate, args.seconds)
+        rows = {}
+        for name in args.only:
+            print(f"  {name} ...", flush=True)
+            try:
+                rows[name] = measure(lab, tools, name, args, base)
+            except (RuntimeError, subprocess.SubprocessError, OSError) as err:
+                rows[name] = {"error": str(err)[-300:]}
+        report(rows, base, args)
+        print(f"\n(whole run {time.monotonic() - started:.0f} s, load average {vf.load()})")
+        print(json.dumps({"baseline": base, "rows": rows}, default=str))
+    finally:
+        lab.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,186 @@
+"""The bpf() system call through ctypes: maps (create, lookup, update, delete, iterate), program load
+(with the verifier's log kept for the error), and ``BPF_PROG_TEST_RUN``.
+
+Every object is a file descriptor: closing it (``close``) lets the kernel free the map or program
+once nothing else (an attached device, a program using the map) holds it.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import struct
+from typing import Iterator, Optional
+
+# x86_64 and aarch64 numbers; other architectures report BPF as unavailable.
+_SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine(), -1)
+MAP_CREATE, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM, MAP_GET_NEXT_KEY, PROG_LOAD = 0, 1, 2, 3, 4, 5
+PROG_TEST_RUN = 10
+MAP_HASH, MAP_ARRAY, MAP_PERCPU_HASH, MAP_PERCPU_ARRAY, MAP_DEVMAP, MAP_DEVMAP_HASH = 1, 2, 5, 6, 14, 25
+PROG_XDP = 6
+ANY, NOEXIST, EXIST = 0, 1, 2
+LOG_SIZE = 1 << 20
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+ATTR_SIZE = 128
+
+
+class BpfError(OSError):
+    """A bpf() call the kernel refused; ``log`` holds the verifier's output for a program load."""
+
+    def __init__(self, errno: int, what: str, log: str = "") -> None:
+        super().__init__(errno, f"{what}: {os.strerror(errno)}" + (f"\n{log}" if log else ""))
+        self.what = what
+        self.log = log
+
+
+def bpf(cmd: int, attr: ctypes.Array, what: str) -> int:
+    if _SYS_BPF < 0:
+        raise BpfError(38, what)   # ENOSYS
+    result = _libc.syscall(_SYS_BPF, cmd, ctypes.byref(attr), ctypes.sizeof(attr))
+    if result < 0:
+        raise BpfError(ctypes.get_errno(), what)
+    return result
+
+
+def _attr(fmt: str, *values: object) -> ctypes.Array:
+    buf = ctypes.create_string_buffer(ATTR_SIZE)
+    struct.pack_into(fmt, buf, 0, *values)
+    return buf
+
+
+def _addr(buf: Optional[ctypes.Array]) -> int:
+    return ctypes.addressof(buf) if buf is not None else 0
+
+
+def possible_cpus() -> int:
+    """Per-CPU maps hold one value per *possible* CPU (``/sys/devices/system/cpu/possible``)."""
+    try:
+        with open("/sys/devices/system/cpu/possible", encoding="ascii") as handle:
+            text = handle.read().strip()
+    except OSError:
+        return os.cpu_count() or 1
+    count = 0
+    for part in text.split(","):
+        low, _dash, high = part.partition("-")
+        count += int(high or low) - int(low) + 1
+    return count
+
+
+class Map:
+    """A BPF map: fixed-size byte keys and values (per-CPU maps: one value per possible CPU, 8-byte aligned)."""
+
+    def __init__(self, kind: int, key_size: int, value_size: int, max_entries: int, name: str = "",
+                 flags: int = 0) -> None:
+        attr = _attr("IIIIIII16s", kind, key_size, value_size, max_entries, flags, 0, 0, name.encode()[:15])
+        self.fd = bpf(MAP_CREATE, attr, f"creating map {name or kind}")
+        self.kind = kind
+        self.key_size = key_size
+        self.value_size = value_size
+        self.max_entries = max_entries
+        self.name = name
+        self.cpus = possible_cpus() if kind in (MAP_PERCPU_HASH, MAP_PERCPU_ARRAY) else 0
+        self._value_stride = (value_size + 7) & ~7
+
+    @property
+    def stored_value_size(self) -> int:
+        return self._value_stride * self.cpus if self.cpus else self.value_size
+
+    def _elem(self, cmd: int, key: bytes, value: Optional[ctypes.Array], flags: int, what: str) -> None:
+        if len(key) != self.key_size:
+            raise ValueError(f"map {self.name}: key of {len(key)} bytes, expected {self.key_size}")
+        kbuf = ctypes.create_string_buffer(key, self.key_size)
+        bpf(cmd, _attr("I4xQQQ", self.fd, _addr(kbuf), _addr(value), flags), f"{what} in map {self.name}")
+
+    def update(self, key: bytes, value: bytes, flags: int = ANY) -> None:
+        if len(value) != self.stored_value_size:
+            raise ValueError(f"map {self.name}: value of {len(value)} bytes, expected {self.stored_value_size}")
+        self._elem(MAP_UPDATE_ELEM, key, ctypes.create_string_buffer(value, len(value)), flags, "update")
+
+    def lookup(self, key: bytes) -> Optional[bytes]:
+        vbuf = ctypes.create_string_buffer(self.stored_value_size)
+        try:
+            self._elem(MAP_LOOKUP_ELEM, key, vbuf, 0, "lookup")
+        except BpfError as err:
+            if err.errno == 2:   # ENOENT
+                return None
+            raise
+        return vbuf.raw
+
+    def lookup_percpu(self, key: bytes) -> list:
+        """A per-CPU map's value for each possible CPU (empty if the key is absent)."""
+        raw = self.lookup(key)
+        if raw is None:
+            return []
+        return [raw[i * self._value_stride:i * self._value_stride + self.value_size] for i in range(self.cpus)]
+
+    def delete(self, key: bytes) -> bool:
+        try:
+            self._elem(MAP_DELETE_ELEM, key, None, 0, "delete")
+        except BpfError as err:
+            if err.errno == 2:
+                return False
+            raise
+        return True
+
+    def keys(self) -> Iterator[bytes]:
+        kbuf = ctypes.create_string_buffer(self.key_size)
+        nbuf = ctypes.create_string_buffer(self.key_size)
+        first = True
+        while True:
+            try:
+                bpf(MAP_GET_NEXT_KEY, _attr("I4xQQ", self.fd, 0 if first else _addr(kbuf), _addr(nbuf)),
+                    f"iterating map {self.name}")
+            except BpfError as err:
+                if err.errno == 2:
+                    return
+                raise
+            first = False
+            ctypes.memmove(kbuf, nbuf, self.key_size)
+            yield nbuf.raw
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Prog:
+    """A loaded (verified, JIT-compiled) program."""
+
+    def __init__(self, kind: int, code: bytes, name: str = "", license_: str = "GPL", flags: int = 0) -> None:
+        insns = ctypes.create_string_buffer(code, len(code))
+        lic = ctypes.create_string_buffer(license_.encode())
+        log = ctypes.create_string_buffer(LOG_SIZE)
+        attr = _attr("IIQQIIQII16s", kind, len(code) // 8, _addr(insns), _addr(lic), 1, LOG_SIZE, _addr(log),
+                     0, flags, name.encode()[:15])
+        try:
+            self.fd = bpf(PROG_LOAD, attr, f"loading program {name}")
+        except BpfError as err:
+            text = log.value.decode("utf-8", "replace")
+            raise BpfError(err.errno, f"the kernel refused program {name}", _tail(text)) from None
+        self.name = name
+
+    def test_run(self, data: bytes, ingress_ifindex: int = 0, repeat: int = 1) -> tuple:
+        """Run once on ``data`` (``BPF_PROG_TEST_RUN``): (return code, the frame as the program left it)."""
+        inbuf = ctypes.create_string_buffer(data, len(data))
+        outbuf = ctypes.create_string_buffer(len(data) + 256)
+        ctx = ctypes.create_string_buffer(struct.pack("6I", 0, len(data), 0, ingress_ifindex, 0, 0), 24)
+        attr = _attr("IIIIQQII", self.fd, 0, len(data), len(outbuf), _addr(inbuf), _addr(outbuf), repeat, 0)
+        if ingress_ifindex:
+            struct.pack_into("IIQQ", attr, 40, 24, 0, _addr(ctx), 0)
+        bpf(PROG_TEST_RUN, attr, f"test run of program {self.name}")
+        retval, _in, size_out = struct.unpack_from("III", attr, 4)
+        return retval, outbuf.raw[:size_out]
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    """The end of a verifier log: where it stopped and why."""
+    rows = text.rstrip("\n").splitlines()
+    return "\n".join(rows[-lines:])
