@@ -79,10 +79,8 @@ class KernelBackend:
     datapath = "kernel"
 
     def __init__(self, netns: Optional[str] = None) -> None:
-        from .pyroute2_req import iproute  # ImportError: modules report missing_required_lib
-
         self._netns = netns
-        self._ipr = iproute(netns)
+        self._ipr_socket: Any = None   # pyroute2's IPRoute, opened by the first change (see _ipr)
         self._features: Optional[Features] = None
         self._index: dict[str, int] = {}
         self._raw: dict[str, RawLink] = {}  # the last read, so applying needs no extra look-ups
@@ -94,8 +92,21 @@ class KernelBackend:
             "add_port": self._add_port, "set_port": self._set_port, "del_port": self._del_port,
         }
 
+    @property
+    def _ipr(self) -> Any:
+        """pyroute2, checked and opened on first use: reads go through rtnl.py, so a run that changes
+        nothing (the second run of a playbook, check mode, vswitch_info) never imports it, which is
+        most of a module's own time. The first change opens it before it touches the host, so a missing
+        or too old pyroute2 still fails with nothing changed."""
+        if self._ipr_socket is None:
+            from .pyroute2_req import iproute  # ImportError: modules report missing_required_lib
+
+            self._ipr_socket = iproute(self._netns)
+        return self._ipr_socket
+
     def close(self) -> None:
-        self._ipr.close()
+        if self._ipr_socket is not None:
+            self._ipr_socket.close()
 
     # ----------------------------------------------------------------- features
     @property
