@@ -167,6 +167,13 @@ class Run:
     def failed(self) -> int:
         return sum(counters.get("failed", 0) + counters.get("unreachable", 0) for counters in self.stats.values())
 
+    def per_task(self) -> list[tuple[str, float]]:
+        """Host-seconds per task name over the fleet, largest first: where the run's time goes."""
+        totals: dict[str, float] = {}
+        for row in self.rows:
+            totals[row["task"]] = totals.get(row["task"], 0.0) + row["seconds"]
+        return sorted(totals.items(), key=lambda item: -item[1])
+
     def per_host(self, actions: set | None = None) -> dict[str, float]:
         """Seconds each host spent in its tasks (only ``actions``, if given)."""
         totals: dict[str, float] = {}
@@ -252,7 +259,8 @@ def run_form(size: int, ports: int, form: str, forks: int) -> dict[str, Any]:
             result[name] = {"wall": run.wall, "cpu": run.cpu, "changed": run.changed(), "rc": run.rc,
                             "network_per_host": statistics.mean(network.values()) if network else 0.0,
                             "network_per_host_max": max(network.values(), default=0.0),
-                            "all_per_host": statistics.mean(every.values()) if every else 0.0}
+                            "all_per_host": statistics.mean(every.values()) if every else 0.0,
+                            "tasks": run.per_task()}
         if not result["problems"]:  # kept otherwise: the outputs and timings say what went wrong
             shutil.rmtree(directory, ignore_errors=True)
         return result
@@ -279,6 +287,10 @@ def report(results: list[dict], ports: int, forks: int) -> None:
               f"{second['wall']:>7.1f} {second['cpu']:>7.1f} {second['changed']:>7} | "
               f"{first['network_per_host']:>8.2f} {first['all_per_host']:>8.2f} | "
               f"{second['network_per_host']:>9.2f} {second['all_per_host']:>9.2f}")
+    print("\nwhere the no-change run's time goes (host-seconds summed over the fleet, top 5 tasks):")
+    for r in results:
+        top = ", ".join(f"{name} {seconds:.0f}" for name, seconds in r["second"]["tasks"][:5])
+        print(f"  {r['size']:>3} {r['form']:9} {top}")
     by = {(r["size"], r["form"]): r for r in results}
     sizes = sorted({r["size"] for r in results})
     print("\nper-port / batch (how much longer one task per port takes):")
