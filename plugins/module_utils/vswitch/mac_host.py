@@ -1,8 +1,9 @@
 """The host side of ``vif_mac``: read which MACs a host's links hold, set a VIF's MAC.
 
 ``NetlinkLinks`` reads the links over rtnetlink (rtnl.py, standard library) and sets an address
-through pyroute2 (imported lazily, so the module's documentation and the unit tests need no pyroute2). ``run`` is the module's action:
-it takes any object with ``read()``/``set_address()``, which is how the tests drive it.
+through pyroute2 (imported lazily, so the module's documentation and the unit tests need no
+pyroute2). ``run`` is the module's action: it takes any object with ``read()``/``set_address()``,
+which is how the tests drive it.
 """
 from __future__ import annotations
 
