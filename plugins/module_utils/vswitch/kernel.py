@@ -82,15 +82,12 @@ class KernelBackend:
     datapath = "kernel"
 
     def __init__(self, netns: Optional[str] = None, light: bool = False) -> None:
-        """``light``: open pyroute2 only when a change needs it, and send plain attaches and detaches
-        with rtnl.py (importing pyroute2 takes longer than a whole plug); for the hotplug scripts,
-        which start a Python for every VIF. Otherwise pyroute2 is opened now, so that a host without
-        it fails before anything is read (modules report missing_required_lib)."""
+        """``light``: also send plain attaches and detaches with rtnl.py, not pyroute2, for the
+        hotplug scripts, which start a Python for every VIF (importing pyroute2 takes longer than a
+        whole plug). pyroute2 itself is opened by the first change either way (see ``_ipr``)."""
         self._netns = netns
         self._light = light
-        self._ipr_handle: Any = None
-        if not light:
-            self._open_pyroute2()
+        self._ipr_socket: Any = None   # pyroute2's IPRoute, opened by the first change (see _ipr)
         self._features: Optional[Features] = None
         self._index: dict[str, int] = {}
         self._raw: dict[str, RawLink] = {}  # the last read, so applying needs no extra look-ups
@@ -102,20 +99,21 @@ class KernelBackend:
             "add_port": self._add_port, "set_port": self._set_port, "del_port": self._del_port,
         }
 
-    def _open_pyroute2(self) -> Any:
-        if self._ipr_handle is None:
-            from .pyroute2_req import iproute  # ImportError: modules report missing_required_lib
-
-            self._ipr_handle = iproute(self._netns)
-        return self._ipr_handle
-
     @property
     def _ipr(self) -> Any:
-        return self._open_pyroute2()
+        """pyroute2, checked and opened on first use: reads go through rtnl.py, so a run that changes
+        nothing (the second run of a playbook, check mode, vswitch_info) never imports it, which is
+        most of a module's own time. The first change opens it before it touches the host, so a missing
+        or too old pyroute2 still fails with nothing changed."""
+        if self._ipr_socket is None:
+            from .pyroute2_req import iproute  # ImportError: modules report missing_required_lib
+
+            self._ipr_socket = iproute(self._netns)
+        return self._ipr_socket
 
     def close(self) -> None:
-        if self._ipr_handle is not None:
-            self._ipr_handle.close()
+        if self._ipr_socket is not None:
+            self._ipr_socket.close()
 
     # ----------------------------------------------------------------- features
     @property
