@@ -130,13 +130,16 @@ def test_networkmanager_parses_the_keyfiles_as_meant(case):
 
 
 def test_networkmanager_exemption_is_harmless_alone():
-    """The drop-in lists a positive entry no device can match, so alone it unmanages nothing."""
+    """The drop-in lists a positive entry no device can match, so alone it unmanages nothing, and it
+    marks only the bridge and its uplink managed."""
     cfg = CASES["static"]
     text = render("networkmanager", cfg)[f"conf.d/95-openvif-bridge-{cfg['bridge']}.conf"]
     specs = parse_keyfile(text)["keyfile"]["unmanaged-devices+"].split(";")
     positives = [spec for spec in specs if not spec.startswith("except:")]
     assert positives == ["interface-name:=openvif-matches-no-device"] and len(positives[0]) - 16 > 15
     assert sorted(specs[1:]) == ["except:interface-name:=eth0", "except:interface-name:=xenbr0"]
+    device = parse_keyfile(text)["device-openvif-bridge-xenbr0"]   # managed at boot, these two only
+    assert device == {"match-device": "interface-name:=xenbr0;interface-name:=eth0", "managed": "1"}
 
 
 def netplan_generate(tmp_path: Path, files: dict[str, str], others: dict[str, str] | None = None) -> dict:
