@@ -113,8 +113,9 @@ def ip_batch(ns: str, lines: list[str]) -> float:
 
 def ip_batch_restore(world: World, ns: str) -> float:
     """What openvif-boot does, as one ip -batch file."""
-    lines = [f"link add {b['name']} type bridge stp_state 0 forward_delay 0" for b in world.bridges + world.vlan_bridges]
-    lines += [f"link set {b['name']} up" for b in world.bridges + world.vlan_bridges]
+    bridges = world.bridges + world.vlan_bridges
+    lines = [f"link add {b['name']} type bridge stp_state 0 forward_delay 0" for b in bridges]
+    lines += [f"link set {b['name']} up" for b in bridges]
     for b in world.bridges:
         lines += [f"link set dev {b['uplink']} master {b['name']} promisc on alias openvif:uplink up"]
     for port in world.declared_ports():

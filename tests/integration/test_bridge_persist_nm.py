@@ -193,7 +193,8 @@ def test_networkmanager_loads_the_keyfiles_and_builds_the_bridge_despite_the_boo
     deadline = time.monotonic() + 15
     while True:
         link = nm_host.link("xenbr0")
-        addresses = [f"{a['local']}/{a['prefixlen']}" for a in (link or {}).get("addr_info", []) if a["family"] == "inet"]
+        addresses = [f"{a['local']}/{a['prefixlen']}" for a in (link or {}).get("addr_info", [])
+                     if a["family"] == "inet"]
         if link and (case == "dhcp" or addresses):
             break
         assert time.monotonic() < deadline, f"xenbr0 not built as the files say: {link}; {nm_host.log_tail()}"

@@ -11,12 +11,22 @@ import subprocess
 
 import pytest
 import yaml
-from test_bridge_role import GATEWAY, HOST_IP, assert_ip_on_bridge, golden, net, persisted  # noqa: F401
+from test_bridge_role import GATEWAY, HOST_IP, PhysicalNetwork, assert_ip_on_bridge, golden, persisted
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 STATIC = {"bridge_bootproto": "static", "bridge_address": f"{HOST_IP}/24", "bridge_gateway": GATEWAY,
           "bridge_dns": [GATEWAY], "bridge_dns_search": ["lab.example"]}
+
+
+@pytest.fixture
+def net(netlab, ansible_env, tmp_path):
+    """test_bridge_role.py's physical network: a gateway namespace and the host whose IP is on eth0."""
+    physical = PhysicalNetwork(netlab, ansible_env, tmp_path)
+    try:
+        yield physical
+    finally:
+        physical.stop()
 
 
 def fake_binary(root, path: str) -> None:

@@ -84,11 +84,12 @@ def parse_keyfile(text: str) -> dict[str, dict[str, str]]:
 def nm_normalised(text: str) -> dict[str, dict[str, str]]:
     """The keyfile after NetworkManager's parser, normaliser and verifier: what NetworkManager will use.
 
-    ``nmcli --offline connection modify`` (setting the priority the file has) reads a keyfile on stdin and writes it back; it fails on
-    a keyfile NetworkManager would not load (an unknown property, a value out of range).
+    ``nmcli --offline connection modify`` (setting the priority the file has) reads a keyfile on
+    stdin and writes it back; it fails on a keyfile NetworkManager would not load (an unknown
+    property, a value out of range).
     """
-    proc = subprocess.run([need("nmcli"), "--offline", "connection", "modify", "connection.autoconnect-priority", "100"],
-                          input=text, capture_output=True, text=True, timeout=30, check=False)
+    argv = [need("nmcli"), "--offline", "connection", "modify", "connection.autoconnect-priority", "100"]
+    proc = subprocess.run(argv, input=text, capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 0, proc.stderr
     return parse_keyfile(proc.stdout)
 
