@@ -140,7 +140,8 @@ def test_networkmanager_exemption_is_harmless_alone():
     assert positives == ["interface-name:=openvif-matches-no-device"] and len(positives[0]) - 16 > 15
     assert sorted(specs[1:]) == ["except:interface-name:=eth0", "except:interface-name:=xenbr0"]
     device = parse_keyfile(text)["device-openvif-bridge-xenbr0"]   # managed at boot, these two only
-    assert device == {"match-device": "interface-name:=xenbr0;interface-name:=eth0", "managed": "1"}
+    assert device == {"match-device": "interface-name:=xenbr0;interface-name:=eth0", "managed": "1",
+                      "keep-configuration": "no"}
 
 
 def netplan_generate(tmp_path: Path, files: dict[str, str], others: dict[str, str] | None = None) -> dict:
