@@ -11,7 +11,8 @@ PROFILE=${1:-test}
 LAB_PKGS=(iproute2 iputils-ping python3-venv procps)
 TEST_PKGS=("${LAB_PKGS[@]}" tcpdump iperf3 dnsmasq-base podman runc debootstrap iptables uidmap
            openvswitch-switch rsync qemu-system-x86 kmod postgresql shellcheck
-           libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)
+           libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+           network-manager netplan.io)   # the bridge role's keyfiles and netplan file, read back by both
 case "$PROFILE" in
   lab) PKGS=("${LAB_PKGS[@]}") ;;
   test) PKGS=("${TEST_PKGS[@]}") ;;
@@ -25,7 +26,14 @@ done
 if ((${#missing[@]})); then
   echo "bootstrap: installing ${missing[*]}"
   apt-get update -qq
+  # Packages must not start their services here (NetworkManager would take this machine's devices):
+  # where no policy-rc.d says so already, one that refuses every start is in place for the install.
+  own_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d && own_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 if [ "$PROFILE" = test ] && command -v ovs-ctl >/dev/null; then
   # The benchmark starts Open vSwitch by hand; the package's own service must not hold its files.

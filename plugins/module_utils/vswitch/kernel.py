@@ -91,6 +91,9 @@ class KernelBackend:
         self._features: Optional[Features] = None
         self._index: dict[str, int] = {}
         self._raw: dict[str, RawLink] = {}  # the last read, so applying needs no extra look-ups
+        # MACs this apply pinned on bridges it made (not in the last read): attaching their ports
+        # needs no look-up of the bridge (boot makes every bridge, then attaches a thousand ports).
+        self._pinned: dict[str, str] = {}
         self._vlans: dict[str, kv.Entries] = {}   # VLAN entries of ports of filtering bridges (last read)
         self._filtering: set[str] = set()          # bridges with vlan_filtering on
         # Each change op and the step that applies it (a plan names only these).
@@ -146,7 +149,7 @@ class KernelBackend:
         raw = {link.name: link for link in dump_links(self._netns)}
         names = {link.index: link.name for link in raw.values()}
         self._index = {name: link.index for name, link in raw.items()}
-        self._raw = raw
+        self._raw, self._pinned = raw, {}
         links = {
             name: Link(name=name, kind=link.kind, master=names.get(link.master) if link.master else None,
                        mtu=link.mtu, mac=link.mac, up=bool(link.flags & IFF_UP),
@@ -249,7 +252,7 @@ class KernelBackend:
             except Exception as err:  # keep undoing the rest, and say what stayed
                 failed.append(str(err))
         # Indexes and VLANs may have changed; re-read before the next use.
-        self._index, self._raw, self._vlans, self._filtering = {}, {}, {}, set()
+        self._index, self._raw, self._vlans, self._filtering, self._pinned = {}, {}, {}, set(), {}
         return failed
 
     def _idx(self, name: str) -> int:
@@ -285,8 +288,9 @@ class KernelBackend:
             self._set(name, mtu=args["mtu"])
         # Pin the MAC (the planner always gives one): an explicitly set bridge address no longer
         # follows the lowest port MAC as ports come and go.
-        self._set(name, address=args.get("mac") or _attr(self._link(name), "IFLA_ADDRESS"))
-        self._set(name, state="up")
+        mac = args.get("mac") or _attr(self._link(name), "IFLA_ADDRESS")
+        self._set(name, address=mac, state="up")
+        self._pinned[name] = mac
 
     def _set_bridge(self, change: Change, journal: list[Undo]) -> None:
         name, args = change.target, dict(change.args)
@@ -303,6 +307,7 @@ class KernelBackend:
             journal.append(lambda: self._set(name, mtu=old_mtu))
         if "mac" in args:
             old_mac = _attr(old, "IFLA_ADDRESS")
+            self._pinned.pop(name, None)
             self._set(name, address=args["mac"])
             journal.append(lambda: self._set(name, address=old_mac))
 
@@ -315,6 +320,7 @@ class KernelBackend:
             self._delete(self._idx(kv.link_names(name)[0]))
         self._delete(self._idx(name))
         self._index.pop(name, None)
+        self._pinned.pop(name, None)
         was_filtering = name in self._filtering
         self._filtering.discard(name)
 
@@ -402,12 +408,23 @@ class KernelBackend:
         alias = known.alias if known else self._link(name).get_attr("IFLA_IFALIAS")
         return alias == UPLINK_ALIAS
 
-    def _before_attach(self, name: str, bridge: str) -> tuple[bool, str]:
-        """What attaching ``name`` to ``bridge`` changes besides the master: its up state, the bridge MAC."""
+    def _before_attach(self, name: str, bridge: str, bridge_macs: Optional[dict[str, str]] = None
+                       ) -> tuple[bool, str]:
+        """What attaching ``name`` to ``bridge`` changes besides the master: its up state, the bridge MAC.
+
+        ``bridge_macs``: bridge MACs already read for this chunk of pipelined attaches (all of them
+        are read before the chunk is sent, so each would read the same MAC): one read per bridge,
+        not per port, for bridges made in this same apply (boot makes them all).
+        """
         known = self._raw.get(name)
         was_up = bool((known.flags if known else self._link(name)["flags"]) & IFF_UP)
+        if bridge_macs is not None and bridge in bridge_macs:
+            return was_up, bridge_macs[bridge]
         known_bridge = self._raw.get(bridge)
-        bridge_mac = known_bridge.mac if known_bridge else _attr(self._link(bridge), "IFLA_ADDRESS")
+        bridge_mac = known_bridge.mac if known_bridge else self._pinned.get(bridge) or _attr(
+            self._link(bridge), "IFLA_ADDRESS")
+        if bridge_macs is not None:
+            bridge_macs[bridge] = bridge_mac
         return was_up, bridge_mac
 
     def _detach_undo(self, name: str, bridge: str, was_up: bool, bridge_mac: str) -> Undo:
@@ -436,9 +453,10 @@ class KernelBackend:
         for start in range(0, len(changes), ATTACH_CHUNK):
             chunk = changes[start:start + ATTACH_CHUNK]
             facts, messages = [], []
+            bridge_macs: dict[str, str] = {}
             for change in chunk:
                 name, bridge = change.target, change.args["bridge"]
-                was_up, bridge_mac = self._before_attach(name, bridge)
+                was_up, bridge_mac = self._before_attach(name, bridge, bridge_macs)
                 messages.append(setlink_master(self._idx(name), self._idx(bridge), up=not was_up))
                 facts.append((name, bridge, was_up, bridge_mac))
             results = send_batch(messages, self._netns)
