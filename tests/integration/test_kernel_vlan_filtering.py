@@ -18,7 +18,8 @@ sys.path.insert(0, str(ROOT / "tests" / "vmkernel"))
 import vm  # noqa: E402
 
 pytestmark = pytest.mark.integration
-CHECKS = "tests/integration/kernel_vlan_checks.py"
+# One guest boot (minutes under TCG) runs both: the VLAN checks and the bonding driver's checks.
+CHECKS = "tests/integration/kernel_vlan_checks.py tests/integration/kernel_bond_checks.py"
 
 
 def test_kernel_vlan_filtering_in_a_debian_kernel_guest():
