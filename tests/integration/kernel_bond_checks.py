@@ -122,6 +122,9 @@ def test_active_backup_bond_uplink_failover_and_removal(lab: KernelBackend) -> N
 
     ns(HV, "ip", "addr", "add", "10.77.0.1/24", "dev", "bkbr0")
     ns(HV, "ip", "link", "set", "bkbr0", "up")
+    deadline = time.monotonic() + 20   # members come up after updelay, on the emulated guest's timers
+    while time.monotonic() < deadline and "Currently Active Slave: bkm1" not in bonding(HV, "bkbond0"):
+        time.sleep(0.2)
     state = bonding(HV, "bkbond0")
     assert "Currently Active Slave: bkm1" in state, state
     sent, received = ping_loss(300, "10.77.0.2", during=lambda: ns(SW, "ip", "link", "set", "bkp1", "down"))

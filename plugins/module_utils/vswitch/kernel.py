@@ -480,7 +480,6 @@ class KernelBackend:
         if bridge in self._filtering:
             self._program_vlans(name, kv.entries_for(None, None, None, uplink=uplink), journal)
 
-
     # -------------------------------------------------------------------- bonds
     def _kind(self, name: str) -> str:
         known = self._raw.get(name)
