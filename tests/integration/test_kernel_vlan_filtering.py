@@ -26,7 +26,9 @@ def test_kernel_vlan_filtering_in_a_debian_kernel_guest():
     python = Path(sys.executable)
     result = vm.run(f"{python} -m pytest -p no:cacheprovider --color=no -q -rA {CHECKS}", timeout=1500)
     summary = [line for line in result.output.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
-    print("\n".join(summary[-1:]))
+    figures = [line for line in result.output.splitlines()
+               if re.match(r"(active-backup failover|after the settings change|over the LACP bond)", line)]
+    print("\n".join(figures + summary[-1:]))
     assert result.returncode == 0, result.output[-20000:]
     assert summary and re.search(r"\d+ passed", summary[-1]), result.output[-20000:]
     assert not re.search(r"failed|error|skipped|xfail", summary[-1]), result.output[-20000:]
