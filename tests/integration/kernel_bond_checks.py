@@ -28,6 +28,7 @@ from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.plan impor
 
 pytestmark = pytest.mark.integration
 HV, SW = "bkhv", "bksw"
+SYNCHRONIZATION, COLLECTING, DISTRIBUTING = 0x08, 0x10, 0x20   # LACP actor state bits (IEEE 802.1AX)
 PAIRS = [("bkm1", "bkp1"), ("bkm2", "bkp2"), ("bkm3", "bkp3"), ("bkm4", "bkp4")]
 
 
@@ -179,9 +180,13 @@ def test_balance_tcp_bond_negotiates_lacp_with_a_linux_802_3ad_partner(lab: Kern
     ns(HV, "ip", "link", "set", "bkbr1", "up")
 
     def aggregated(where: str, bond: str) -> bool:
+        """Both members in the active aggregator, each in sync, collecting and distributing."""
         text = bonding(where, bond)
         active = re.search(r"Active Aggregator Info:.*?Number of ports: (\d+)", text, re.S)
-        return bool(active) and active.group(1) == "2" and "Partner Mac Address: 00:00:00:00:00:00" not in text
+        actor = [int(state) for state in re.findall(r"details actor lacp pdu:.*?port state: (\d+)", text, re.S)]
+        in_use = SYNCHRONIZATION | COLLECTING | DISTRIBUTING
+        return bool(active) and active.group(1) == "2" and "Partner Mac Address: 00:00:00:00:00:00" not in text \
+            and len(actor) == 2 and all(state & in_use == in_use for state in actor)
     deadline = time.monotonic() + 60   # fast LACPDUs every second; the guest is emulated (TCG)
     while time.monotonic() < deadline and not (aggregated(HV, "bkbond1") and aggregated(SW, "bkpeer0")):
         time.sleep(1)
