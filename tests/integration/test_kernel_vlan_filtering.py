@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "vmkernel"))
 import vm  # noqa: E402
 
-CHECKS = "tests/integration/kernel_vlan_checks.py"
+# One guest boot (minutes under TCG) runs both: the VLAN checks and the bonding driver's checks.
+CHECKS = "tests/integration/kernel_vlan_checks.py tests/integration/kernel_bond_checks.py"
 GUEST_COMMAND = f"{Path(sys.executable)} -m pytest -p no:cacheprovider --color=no -q -rA {CHECKS}"
 # The guest run starts ahead of this test (tests/conftest.py, marker `guest`) and overlaps the rest.
 pytestmark = [pytest.mark.integration, pytest.mark.guest(GUEST_COMMAND)]
@@ -26,7 +27,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.guest(GUEST_COMMAND)]
 def test_kernel_vlan_filtering_in_a_debian_kernel_guest():
     result = vm.ahead(GUEST_COMMAND).wait()
     summary = [line for line in result.output.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
-    print("\n".join(summary[-1:]))
+    figures = [line for line in result.output.splitlines()
+               if re.match(r"(active-backup failover|after the settings change|over the LACP bond)", line)]
+    print("\n".join(figures + summary[-1:]))
     assert result.returncode == 0, result.output[-20000:]
     assert summary and re.search(r"\d+ passed", summary[-1]), result.output[-20000:]
     assert not re.search(r"failed|error|skipped|xfail", summary[-1]), result.output[-20000:]

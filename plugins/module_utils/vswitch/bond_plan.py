@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from .errors import ConflictError, MissingFeatureError, NotFoundError
+from .kernel_bonds import check_kernel_bond
 from .model import BondSpec, BridgeSpec, BridgeState, Change, Features, HostState
 from .settings import BOND, check_bond_rules
 
@@ -48,6 +49,12 @@ def plan_bond_uplink(spec: BridgeSpec, current: Optional[BridgeState], state: Ho
         check_bond_rules(record)
     else:
         record = bond.record()
+    if spec.datapath == "kernel":
+        check_kernel_bond(record)
+        if existing is not None and sorted(record["members"]) == sorted(existing.bond["members"]):
+            # The kernel lists members in ifindex order, not the declared one, and order means
+            # nothing to its bonds (the primary is explicit): the same members are no change.
+            record["members"] = list(existing.bond["members"])
     _check_members(spec, name, record["members"], state)
     if existing is None:
         return [Change("add_port", name, spec.datapath,

@@ -16,7 +16,7 @@ from typing import Any, Optional
 from . import kernel_vlans as kv
 from .errors import BackendError, VswitchError
 from .identity import stable_mac
-from .kernel_bonds import kernel_bond_features
+from .kernel_bonds import bond_attrs, bond_status, kernel_bond_features, record_of
 from .model import UPLINK_ALIAS, BridgeState, Change, FdbEntry, Features, HostState, Link, PortState
 from .rtnl import (
     IFF_PROMISC,
@@ -176,8 +176,9 @@ class KernelBackend:
             uplink = link.alias == UPLINK_ALIAS
             vlan, trunks, native = (kv.settings_of(self._vlans.get(link.name, {}), uplink)
                                     if link.master in self._filtering else (None, None, None))
+            bond = self._read_bond(link.name, raw) if link.kind == "bond" else None
             ports[link.name] = PortState(name=link.name, bridge=link.master, type="system", vlan=vlan,
-                                         trunks=trunks, native_vlan=native, uplink=uplink)
+                                         trunks=trunks, native_vlan=native, uplink=uplink, bond=bond)
         bridges = {}
         for name, member_names in members.items():
             data = raw[name].bridge or {}
@@ -323,6 +324,9 @@ class KernelBackend:
         self._pinned.pop(name, None)
         was_filtering = name in self._filtering
         self._filtering.discard(name)
+        bonds = {port: snapshot.ports[port].bond for port in bridge.ports if snapshot.ports[port].bond}
+        for bond_name, record in bonds.items():   # a bond is its network's uplink: it goes with it
+            self._remove_bond(bond_name, record["members"], [])
 
         def recreate() -> None:
             settings: dict[str, Any] = {key: getattr(bridge, key) for key in BRIDGE_SETTINGS}
@@ -335,7 +339,7 @@ class KernelBackend:
                 state = snapshot.ports[port]
                 vlans = {key: getattr(state, key) for key in VLAN_ARGS if getattr(state, key) is not None}
                 self._add_port(Change("add_port", port, "kernel",
-                                      {"bridge": name, "uplink": state.uplink, **vlans}), [])
+                                      {"bridge": name, "uplink": state.uplink, "bond": state.bond, **vlans}), [])
         journal.append(recreate)
 
     def _add_vlan_network(self, name: str, parent: str, tag: int, journal: list[Undo]) -> None:
@@ -438,6 +442,8 @@ class KernelBackend:
 
     def _add_port(self, change: Change, journal: list[Undo]) -> None:
         name, bridge = change.target, change.args["bridge"]
+        if change.args.get("bond"):
+            self._create_bond(name, change.args["bond"], journal)
         was_up, bridge_mac = self._before_attach(name, bridge)
         # One request per port: attach, and bring it up as Xen's vif-bridge script does (a VIF
         # forwards only when up).
@@ -478,6 +484,7 @@ class KernelBackend:
 
     def _del_port(self, change: Change, journal: list[Undo]) -> None:
         name, bridge = change.target, change.args["bridge"]
+        bond = self._read_bond(name) if self._kind(name) == "bond" else None
         if self._is_uplink(name):
             self._mark_uplink(name, False, journal, bridge)
         vlans = self._current_vlans(name)
@@ -495,8 +502,12 @@ class KernelBackend:
                 self._vlans[name] = {kv.DEFAULT_VLAN: kv.ACCESS}
                 self._program_vlans(name, vlans, [])
         journal.append(reattach)
+        if bond is not None:   # the bond existed for this network: its members become plain NICs again
+            self._remove_bond(name, bond["members"], journal)
 
     def _set_port(self, change: Change, journal: list[Undo]) -> None:
+        if change.args.get("bond"):
+            self._reconfigure_bond(change.target, change.args["bond"], journal)
         if "uplink" in change.args:
             self._mark_uplink(change.target, bool(change.args["uplink"]), journal, change.args["bridge"])
         self._configure_vlans(change, journal)
@@ -514,6 +525,107 @@ class KernelBackend:
         if bridge in self._filtering:
             self._program_vlans(name, kv.entries_for(None, None, None, uplink=uplink), journal)
 
+    # -------------------------------------------------------------------- bonds
+    def _kind(self, name: str) -> str:
+        known = self._raw.get(name)
+        if known is not None:
+            return known.kind
+        info = self._link(name).get_attr("IFLA_LINKINFO")
+        return (info.get_attr("IFLA_INFO_KIND") if info else None) or ""
+
+    def _read_bond(self, name: str, raw: Optional[dict[str, RawLink]] = None) -> Optional[dict[str, Any]]:
+        """The record of bonding device ``name`` (None: a mode this collection does not make)."""
+        msg = self._link(name)
+        data = msg.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")
+        values = dict(data["attrs"]) if data else {}
+        if raw is None:
+            raw = {link.name: link for link in dump_links(self._netns)}
+        names = {link.index: link.name for link in raw.values()}
+        members = [link.name for link in sorted(raw.values(), key=_by_index) if link.master == msg["index"]]
+        return record_of(values, members, names)
+
+    def bonds(self) -> list[dict[str, Any]]:
+        """Each bonding device as the driver runs it: active member, aggregator, members' link (vswitch_info)."""
+        raw = {link.name: link for link in dump_links(self._netns)}
+        names = {link.index: link.name for link in raw.values()}
+        rows = []
+        for bond in sorted(name for name, link in raw.items() if link.kind == "bond"):
+            members = []
+            for link in sorted(raw.values(), key=_by_index):
+                if link.master == raw[bond].index:
+                    msg = self._ipr.get_links(link.index)[0]
+                    info = msg.get_attr("IFLA_LINKINFO")
+                    slave = info.get_attr("IFLA_INFO_SLAVE_DATA") if info else None
+                    members.append((link.name, bool(_attr(msg, "IFLA_CARRIER", 0)),
+                                    dict(slave["attrs"]) if slave else {}))
+            data = self._ipr.get_links(raw[bond].index)[0].get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")
+            values = dict(data["attrs"]) if data else {}
+            if "IFLA_BOND_AD_INFO" in values:
+                values["IFLA_BOND_AD_INFO"] = dict(values["IFLA_BOND_AD_INFO"]["attrs"])
+            rows.append(bond_status(bond, values, members, names))
+        return rows
+
+    def _create_bond(self, name: str, record: dict[str, Any], journal: list[Undo]) -> None:
+        """A bonding device with ``record``'s options and members (the port attach follows)."""
+        self._ipr.link("add", ifname=name, kind="bond", **bond_attrs(record, self._idx))
+        journal.append(lambda: self._delete(name))
+        self._enslave(name, record["members"], journal)
+
+    def _enslave(self, bond: str, members: Sequence[str], journal: list[Undo]) -> None:
+        for member in members:
+            was_up = bool(self._link(member)["flags"] & IFF_UP)
+            # The driver enslaves only a member that is down; it brings it up itself, and closes
+            # it again on release, so the undo puts back the up state it had.
+            self._set(member, state="down")
+            journal.append(lambda member=member, was_up=was_up: self._release(member, was_up))
+            self._set(member, master=self._idx(bond))
+            self._set(member, state="up")
+
+    def _release(self, member: str, up: bool) -> None:
+        self._set(member, master=0)
+        self._set(member, state="up" if up else "down")
+
+    def _delete(self, name: str) -> None:
+        self._ipr.link("del", index=self._idx(name))
+        self._index.pop(name, None)
+
+    def _remove_bond(self, name: str, members: Sequence[str], journal: list[Undo]) -> None:
+        """Delete the bonding device, its members released and up again as the NICs they were."""
+        record = self._read_bond(name)
+        for member in members:
+            self._release(member, True)
+        self._delete(name)
+        journal.append(lambda: self._create_bond(name, record, []) if record else None)
+
+    def _reconfigure_bond(self, name: str, record: dict[str, Any], journal: list[Undo]) -> None:
+        """New options or members: released, changed while down (the driver's rule for mode and
+        lacp_rate), enslaved again. A brief outage of the bond, as with ip link set ... type bond."""
+        old = self._read_bond(name)
+        if old == record:
+            return
+        old_members = old["members"] if old else []
+        was_up = bool(self._link(name)["flags"] & IFF_UP)
+
+        def put_back() -> None:
+            for member in list(self._members(name)):
+                self._release(member, True)
+            self._set(name, state="down")
+            if old:
+                self._set(name, kind="bond", **bond_attrs(old, self._idx))
+            self._enslave(name, old_members, [])
+            self._set(name, state="up" if was_up else "down")
+        journal.append(put_back)
+        for member in old_members:
+            self._release(member, True)
+        self._set(name, state="down")
+        self._set(name, kind="bond", **bond_attrs(record, self._idx))
+        self._enslave(name, record["members"], [])
+        self._set(name, state="up" if was_up else "down")
+
+    def _members(self, bond: str) -> list[str]:
+        index = self._idx(bond)
+        return [link.name for link in dump_links(self._netns) if link.master == index]
+
 
 def mark_uplink(ipr: Any, index: int, alias: Optional[str] = UPLINK_ALIAS, promisc: bool = True) -> None:
     """Set a link's uplink marker (alias + promiscuous), or put back what it had instead.
@@ -523,6 +635,10 @@ def mark_uplink(ipr: Any, index: int, alias: Optional[str] = UPLINK_ALIAS, promi
     """
     ipr.link("set", index=index, ifalias=alias or "")
     ipr.link("set", index=index, flags=IFF_PROMISC if promisc else 0, mask=IFF_PROMISC)
+
+
+def _by_index(link: RawLink) -> int:
+    return link.index
 
 
 def _vid(first: int, last: int) -> Any:

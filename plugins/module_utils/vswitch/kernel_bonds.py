@@ -8,17 +8,26 @@ missing module, before anything changes, and points to vswitchd, which bonds in 
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
 
-from .settings import BOND_MODES
+from .errors import MissingFeatureError
+from .settings import BOND, BOND_MODES
 
 # The bonding driver's modes that match a declared one: active-backup is its own; balance-tcp is
 # 802.3ad with layer3+4 hashing. balance-slb (source-MAC buckets, rebalanced) it does not have.
 KERNEL_BOND_MODES = ("active-backup", "balance-tcp")
 NO_SLB = "the Linux bonding driver has no balance-slb"
-# Creating bonds through netlink is not implemented in the kernel backend yet: with the driver
-# present the refusal says that, rather than pretending the module is missing.
-KERNEL_BONDS_IMPLEMENTED = False
+# The kernel backend creates bonding devices over netlink (kernel.py); kept as a switch so a
+# backend without it could still refuse by name rather than pretend the module is missing.
+KERNEL_BONDS_IMPLEMENTED = True
+
+# The driver's numbers (include/uapi/linux/if_bonding.h).
+BOND_MODE_ACTIVEBACKUP = 1
+BOND_MODE_8023AD = 4
+BOND_XMIT_POLICY_LAYER34 = 1
+AD_LACP_RATES = {"slow": 0, "fast": 1}
+USERSPACE = "use datapath: userspace (vswitchd has it)"
 
 
 def module_state(config_has: Callable[[str], Optional[bool]]) -> tuple[bool, str]:
@@ -49,3 +58,115 @@ def kernel_bond_features(config_has: Callable[[str], Optional[bool]]) -> tuple[t
         return (), ("the kernel backend does not create bonding devices yet (the bonding driver is present); "
                     "bonds are implemented by vswitchd")
     return tuple(m for m in BOND_MODES if m in KERNEL_BOND_MODES), NO_SLB
+
+
+def check_kernel_bond(record: Mapping[str, Any], prefix: str = "uplink.") -> None:
+    """Refuse, before anything changes, what the bonding driver cannot hold as declared.
+
+    Every accepted record reads back from the kernel as the same record (idempotence): a setting
+    the driver has no place for must be its default, and delays must be whole miimon intervals
+    (the driver rounds them down).
+    """
+    mode, lacp = record["mode"], record["lacp"]
+    if mode == "active-backup" and lacp != "off":
+        raise MissingFeatureError(prefix + "lacp", lacp, "with mode active-backup is not a kernel bond: the bonding "
+                                                         "driver's LACP is mode 802.3ad (declare mode: balance-tcp); "
+                                                         + USERSPACE)
+    if lacp == "passive":
+        raise MissingFeatureError(prefix + "lacp", lacp, "is not driven on the kernel datapath (the bonding "
+                                                         "driver's lacp_active is not among the netlink attributes "
+                                                         "this backend sets); use lacp: active, or " + USERSPACE)
+    unheld = {"rebalance_interval": "the bonding driver does not rebalance (there is no balance-slb)",
+              "lacp_fallback": "the bonding driver always carries traffic over one link when the partner "
+                               "speaks no LACP"}
+    if mode == "active-backup":
+        unheld["lacp_rate"] = "active-backup has no LACP"
+    else:
+        unheld["primary"] = "802.3ad has no primary member"
+    for key, why in unheld.items():
+        if record.get(key) != BOND[key].default:
+            raise MissingFeatureError(prefix + key, record.get(key), f"cannot be held by a kernel bond in mode "
+                                                                     f"{mode}: {why}; leave it at its default "
+                                                                     f"({BOND[key].default!r}) or {USERSPACE}")
+    miimon = record["miimon"]
+    for key in ("updelay", "downdelay"):
+        if record[key] and (not miimon or record[key] % miimon):
+            raise MissingFeatureError(prefix + key, record[key], f"is not a whole number of miimon intervals "
+                                                                 f"({miimon} ms): the bonding driver counts "
+                                                                 "delays in miimon intervals (a nonzero miimon "
+                                                                 "that divides it), or " + USERSPACE)
+
+
+def bond_attrs(record: Mapping[str, Any], ifindex: Callable[[str], int]) -> dict[str, Any]:
+    """The IFLA_BOND_* attributes (as pyroute2 keywords of ``kind bond``) that make ``record``.
+
+    Only what the mode takes: the driver refuses primary in 802.3ad and lacp_rate outside it.
+    Primary is sent as 0 when none is declared, which clears one set before.
+    """
+    attrs: dict[str, Any] = {}
+    if record["mode"] == "active-backup":
+        attrs["bond_mode"] = BOND_MODE_ACTIVEBACKUP
+    else:   # balance-tcp: 802.3ad aggregation, L3+L4 hashing over the aggregated members
+        attrs["bond_mode"] = BOND_MODE_8023AD
+        attrs["bond_xmit_hash_policy"] = BOND_XMIT_POLICY_LAYER34
+        attrs["bond_ad_lacp_rate"] = AD_LACP_RATES[record["lacp_rate"]]
+    attrs["bond_miimon"] = record["miimon"]
+    attrs["bond_updelay"] = record["updelay"]
+    attrs["bond_downdelay"] = record["downdelay"]
+    if record["mode"] == "active-backup":
+        attrs["bond_primary"] = ifindex(record["primary"]) if record["primary"] else 0
+    return attrs
+
+
+def record_of(data: Mapping[str, Any], members: list[str], names: Mapping[int, str]) -> Optional[dict[str, Any]]:
+    """The bond record a bonding device's IFLA_BOND_* attributes (``data``, by name) say, or None.
+
+    None: a mode this collection does not make (balance-rr, xor, ...), so not its bond.
+    Settings the driver does not hold read as their defaults (check_kernel_bond keeps them so).
+    """
+    record = {name: setting.default for name, setting in BOND.items()}
+    mode = data.get("IFLA_BOND_MODE")
+    if mode == BOND_MODE_ACTIVEBACKUP:
+        record["mode"] = "active-backup"
+        primary = data.get("IFLA_BOND_PRIMARY")
+        record["primary"] = names.get(primary) if primary else None
+    elif mode == BOND_MODE_8023AD and data.get("IFLA_BOND_XMIT_HASH_POLICY") == BOND_XMIT_POLICY_LAYER34:
+        record["mode"], record["lacp"] = "balance-tcp", "active"
+        rates = {number: rate for rate, number in AD_LACP_RATES.items()}
+        record["lacp_rate"] = rates.get(data.get("IFLA_BOND_AD_LACP_RATE", 0), "slow")
+    else:
+        return None
+    for key in ("miimon", "updelay", "downdelay"):
+        record[key] = int(data.get("IFLA_BOND_" + key.upper(), 0))
+    record["members"] = list(members)
+    return record
+
+
+def bond_status(name: str, data: Mapping[str, Any], members: list[tuple[str, bool, Mapping[str, Any]]],
+                names: Mapping[int, str]) -> dict[str, Any]:
+    """How bonding device ``name`` runs, in the rows vswitch_info reports for vswitchd's bonds.
+
+    ``data``: its IFLA_BOND_* attributes; ``members``: (name, carrier, IFLA_BOND_SLAVE_* attributes)
+    each. A member carries traffic when the driver has it active (slave state 0) with MII up; in
+    802.3ad, when it is also in the active aggregator.
+    """
+    lacp = data.get("IFLA_BOND_MODE") == BOND_MODE_8023AD
+    info = dict(data.get("IFLA_BOND_AD_INFO") or {})
+    aggregator = info.get("IFLA_BOND_AD_INFO_AGGREGATOR")
+    partner = info.get("IFLA_BOND_AD_INFO_PARTNER_MAC")
+    rows = []
+    for member, carrier, slave in members:
+        in_aggregator = slave.get("IFLA_BOND_SLAVE_AD_AGGREGATOR_ID") == aggregator if lacp else None
+        rows.append({"name": member, "link": "up" if carrier else "down",
+                     "enabled": slave.get("IFLA_BOND_SLAVE_MII_STATUS") == 0,
+                     "active": slave.get("IFLA_BOND_SLAVE_STATE") == 0 and in_aggregator is not False,
+                     "aggregator_id": slave.get("IFLA_BOND_SLAVE_AD_AGGREGATOR_ID") if lacp else None,
+                     "link_failures": slave.get("IFLA_BOND_SLAVE_LINK_FAILURE_COUNT")})
+    negotiated = bool(partner) and partner != "00:00:00:00:00:00"
+    active = data.get("IFLA_BOND_ACTIVE_SLAVE")
+    return {"bond": name, "datapath": "kernel", "mode": "balance-tcp" if lacp else "active-backup",
+            "lacp_status": ("negotiated" if negotiated else "no partner") if lacp else "off",
+            "active_member": names.get(active) if active else None,
+            "aggregator": {"id": aggregator, "ports": info.get("IFLA_BOND_AD_INFO_NUM_PORTS"),
+                           "partner_mac": partner} if lacp else None,
+            "failovers": None, "members": rows}

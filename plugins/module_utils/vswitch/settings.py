@@ -214,7 +214,8 @@ BOND: Mapping[str, Setting] = {s.name: s for s in (
     Setting("lacp", _lacp, "off",
             "IEEE 802.1AX (802.3ad) LACP: active sends LACPDUs, passive answers an active partner, off "
             "negotiates nothing. With LACP a member carries traffic only once the partner agrees.",
-            kernel="mode 802.3ad, IFLA_BOND_AD_LACP_ACTIVE", userspace="lacp.py's actor/partner machines",
+            kernel="mode 802.3ad (with balance-tcp); active only: passive is refused",
+            userspace="lacp.py's actor/partner machines",
             ansible_type="str"),
     Setting("lacp_rate", _lacp_rate, "slow",
             "How often the partner is asked to send LACPDUs: fast (every second, 3 s timeout) or slow "
@@ -222,7 +223,7 @@ BOND: Mapping[str, Setting] = {s.name: s for s in (
             userspace="the actor's LACP_Timeout bit", ansible_type="str"),
     Setting("lacp_fallback", v.boolean, True, "With LACP, when the partner sends no LACPDUs at all, carry "
             "traffic active-backup over one member instead of none (OVS's lacp-fallback-ab).",
-            kernel="the driver's own behaviour (one aggregator of one member)",
+            kernel="the driver's own behaviour (one aggregator of one member); false is refused",
             userspace="active-backup over the members with link", ansible_type="bool"),
     Setting("primary", v.ifname, None, "The member active-backup prefers whenever its link is up.",
             kernel="IFLA_BOND_PRIMARY", userspace="chosen first as the active member", ansible_type="str"),
@@ -235,7 +236,8 @@ BOND: Mapping[str, Setting] = {s.name: s for s in (
             kernel="IFLA_BOND_DOWNDELAY", userspace="member disabled after the delay", ansible_type="int"),
     Setting("rebalance_interval", _rebalance, 10000, "balance-slb: milliseconds between rebalancings of the "
             "source-MAC hash buckets over the members by the load each carried.",
-            kernel="refused with balance-slb (no such mode)", userspace="bond.py's rebalance", ansible_type="int"),
+            kernel="must stay at its default: the driver does not rebalance (no balance-slb)",
+            userspace="bond.py's rebalance", ansible_type="int"),
 )}
 BOND_SETTINGS: tuple[str, ...] = tuple(BOND)
 
