@@ -145,7 +145,9 @@ class RecordingIPRoute:
 
 def test_create_sends_the_bond_then_enslaves_each_member_while_down():
     backend = KernelBackend.__new__(KernelBackend)
-    backend._ipr, backend._index, backend._raw = RecordingIPRoute(), {}, {}
+    backend._ipr_socket, backend._index, backend._raw = RecordingIPRoute(), {}, {}
+    # Links are deleted by a request of the backend's own (rtnl.dellink), recorded here the same way.
+    backend._delete = lambda index: backend._ipr.calls.append(("del", {"index": index}))
     journal: list[Any] = []
     backend._create_bond("bond0", record(primary="eth1"), journal)
     assert backend._ipr.calls == [

@@ -568,7 +568,7 @@ class KernelBackend:
     def _create_bond(self, name: str, record: dict[str, Any], journal: list[Undo]) -> None:
         """A bonding device with ``record``'s options and members (the port attach follows)."""
         self._ipr.link("add", ifname=name, kind="bond", **bond_attrs(record, self._idx))
-        journal.append(lambda: self._delete(name))
+        journal.append(lambda: self._delete_named(name))
         self._enslave(name, record["members"], journal)
 
     def _enslave(self, bond: str, members: Sequence[str], journal: list[Undo]) -> None:
@@ -585,8 +585,9 @@ class KernelBackend:
         self._set(member, master=0)
         self._set(member, state="up" if up else "down")
 
-    def _delete(self, name: str) -> None:
-        self._ipr.link("del", index=self._idx(name))
+    def _delete_named(self, name: str) -> None:
+        """Delete ``name`` (through _delete: see rtnl.dellink) and forget its index."""
+        self._delete(self._idx(name))
         self._index.pop(name, None)
 
     def _remove_bond(self, name: str, members: Sequence[str], journal: list[Undo]) -> None:
@@ -594,7 +595,7 @@ class KernelBackend:
         record = self._read_bond(name)
         for member in members:
             self._release(member, True)
-        self._delete(name)
+        self._delete_named(name)
         journal.append(lambda: self._create_bond(name, record, []) if record else None)
 
     def _reconfigure_bond(self, name: str, record: dict[str, Any], journal: list[Undo]) -> None:
