@@ -18,10 +18,6 @@ from .settings import BOND, BOND_MODES
 # 802.3ad with layer3+4 hashing. balance-slb (source-MAC buckets, rebalanced) it does not have.
 KERNEL_BOND_MODES = ("active-backup", "balance-tcp")
 NO_SLB = "the Linux bonding driver has no balance-slb"
-# The kernel backend creates bonding devices over netlink (kernel.py); kept as a switch so a
-# backend without it could still refuse by name rather than pretend the module is missing.
-KERNEL_BONDS_IMPLEMENTED = True
-
 # The driver's numbers (include/uapi/linux/if_bonding.h).
 BOND_MODE_ACTIVEBACKUP = 1
 BOND_MODE_8023AD = 4
@@ -54,9 +50,6 @@ def kernel_bond_features(config_has: Callable[[str], Optional[bool]]) -> tuple[t
     present, why = module_state(config_has)
     if not present:
         return (), why
-    if not KERNEL_BONDS_IMPLEMENTED:
-        return (), ("the kernel backend does not create bonding devices yet (the bonding driver is present); "
-                    "bonds are implemented by vswitchd")
     return tuple(m for m in BOND_MODES if m in KERNEL_BOND_MODES), NO_SLB
 
 
