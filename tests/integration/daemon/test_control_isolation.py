@@ -4,7 +4,10 @@ Ping latency through the switch is measured quiet, then while hostile clients co
 idle, send requests a byte at a time, churn connections, pipeline requests as fast as the
 daemon answers, and send 5,000 ``get_state`` requests without ever reading a reply. The
 p99 under attack must stay within 2x of the quiet p99, and the client that reads nothing
-must be cut off.
+must be cut off. Run on both forwarding paths: the rings (every frame through the daemon's
+event loop, which the control server shares) and the XDP fast path (known unicast in the
+kernel; its quiet p99 is a few microseconds, where 2x is the scheduler's noise, so there the
+bound is 2x or the quiet p99 plus ABSOLUTE_SLACK_MS, whichever is larger).
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from vswitchd_lab import switched_hosts
 pytestmark = [pytest.mark.integration, pytest.mark.load_sensitive]
 
 PINGS, INTERVAL, ROUNDS = 400, 0.005, 3
+# Far below what a stalled event loop costs (the stall timeout is 5 s; one slow request, milliseconds).
+ABSOLUTE_SLACK_MS = 0.1
 RTT = re.compile(r"time=([0-9.]+) ms")
 
 
@@ -154,9 +159,12 @@ class Hostiles:
             thread.join(10)
 
 
-def test_hostile_control_clients_do_not_slow_forwarding(netlab, vswitchd):
+@pytest.mark.parametrize("datapath", ["rings", "xdp"])
+def test_hostile_control_clients_do_not_slow_forwarding(netlab, vswitchd, datapath):
     sw = netlab.ns("sw")
-    d, (h1, _h2) = switched_hosts(netlab, vswitchd, sw)
+    d, (h1, _h2) = switched_hosts(netlab, vswitchd, sw, env={"VSWITCHD_DATAPATH": datapath})
+    shown = d.ctl("show").stdout
+    assert f"forwarding: {datapath}" in shown, shown   # the path under test is the one that serves the hosts
     assert netlab.ping_until(h1, "10.0.0.2")
     # Best of interleaved rounds, as bench/ does: this 2-core machine is shared, and one burst of someone
     # else's work in a 2 s round moves a p99 by milliseconds.
@@ -179,6 +187,7 @@ def test_hostile_control_clients_do_not_slow_forwarding(netlab, vswitchd):
               f"with hostile clients p50 {median(attacked[-1]):.3f} ms p99 {p99(attacked[-1]):.3f} ms; "
               f"the reading flooder was served {hostiles.answered} requests")
     best_quiet, best_attacked = min(map(p99, quiet)), min(map(p99, attacked))
-    assert best_attacked <= 2 * best_quiet, \
-        f"p99 {best_attacked:.3f} ms with hostile clients, {best_quiet:.3f} ms quiet (limit 2x)"
+    limit = 2 * best_quiet if datapath == "rings" else max(2 * best_quiet, best_quiet + ABSOLUTE_SLACK_MS)
+    assert best_attacked <= limit, \
+        f"{datapath}: p99 {best_attacked:.3f} ms with hostile clients, {best_quiet:.3f} ms quiet (limit {limit:.3f} ms)"
     assert d.proc.poll() is None

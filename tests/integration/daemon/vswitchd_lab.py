@@ -135,9 +135,9 @@ def star(lab, daemon_ns: str, hosts: int, subnet: str = "10.0.0") -> list[str]:
     return names
 
 
-def switched_hosts(lab, vswitchd, daemon_ns: str, hosts: int = 2):
+def switched_hosts(lab, vswitchd, daemon_ns: str, hosts: int = 2, **daemon_kwargs):
     """``star`` plus a started daemon whose bridge br0 has every host's port p<i>: (daemon, [h1..hN])."""
     names = star(lab, daemon_ns, hosts)
-    daemon = vswitchd(daemon_ns)
+    daemon = vswitchd(daemon_ns, **daemon_kwargs)
     daemon.transact(ch("add_bridge", "br0"), *[ch("add_port", f"p{i}", bridge="br0") for i in range(1, hosts + 1)])
     return daemon, names
