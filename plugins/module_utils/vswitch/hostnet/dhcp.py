@@ -18,9 +18,9 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
-from .probe import _checksum, _mac_bytes
+from .probe import _checksum, _mac_bytes, resend_until
 
 ETH_P_IP = 0x0800
 MAGIC = b"\x63\x82\x53\x63"
@@ -217,23 +217,11 @@ class _Udp:
             raise
 
     def ask(self, message: bytes, xid: int, mac: bytes, destination: str, timeout: float) -> Optional[dict]:
-        deadline = time.monotonic() + timeout
-        next_send = 0.0
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                return None
-            if now >= next_send:
-                try:
-                    self.sock.sendto(message, (destination, 67))
-                except OSError:
-                    pass  # no route to the server right now: the next try may have one
-                next_send = now + 2.0
-            if not select.select([self.sock], [], [], max(0.0, min(deadline, next_send) - now))[0]:
-                continue
-            reply = parse_message(self.sock.recv(4096))
-            if reply and reply["xid"] == xid and reply["chaddr"] == mac:
-                return reply
+        def ours(data: bytes, unused_peer: Any) -> Optional[dict]:
+            reply = parse_message(data)
+            return reply if reply and reply["xid"] == xid and reply["chaddr"] == mac else None
+
+        return resend_until(self.sock, timeout, 2.0, lambda: self.sock.sendto(message, (destination, 67)), ours)
 
     def close(self) -> None:
         self.sock.close()

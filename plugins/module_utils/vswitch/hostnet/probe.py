@@ -12,6 +12,7 @@ import select
 import socket
 import struct
 import time
+from typing import Any, Callable, Optional
 
 ETH_P_ARP = 0x0806
 
@@ -52,6 +53,30 @@ def arp_probe(ifname: str, mac: str, source_ip: str, target_ip: str, timeout: fl
         sock.close()
 
 
+def resend_until(sock: socket.socket, timeout: float, interval: float, send: Callable[[], Any],
+                 answer: Callable[[bytes, Any], Any]) -> Any:
+    """Call ``send()`` every ``interval`` seconds and read what arrives on ``sock``; return the first
+    ``answer(data, peer)`` that is not None, or None once ``timeout`` has passed. A send that fails
+    (no route yet, the link or the source address not ready) is tried again at the next interval."""
+    deadline = time.monotonic() + timeout
+    next_send = 0.0
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            return None
+        if now >= next_send:
+            try:
+                send()
+            except OSError:
+                pass  # not ready yet: the next interval may be
+            next_send = now + interval
+        if not select.select([sock], [], [], max(0.0, min(deadline, next_send) - now))[0]:
+            continue
+        found = answer(*sock.recvfrom(4096))
+        if found is not None:
+            return found
+
+
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\x00"
@@ -67,32 +92,25 @@ def ping(target_ip: str, timeout: float, interval: float = 0.5) -> bool:
         return ping6(target_ip, timeout, interval)
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     ident = os.getpid() & 0xFFFF
+    sequence = [0]
+
+    def send() -> None:
+        sequence[0] += 1
+        header = struct.pack("!BBHHH", 8, 0, 0, ident, sequence[0])
+        payload = b"openvif-verify"
+        packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, sequence[0]) + payload
+        sock.sendto(packet, (target_ip, 0))
+
+    def echo_reply(data: bytes, peer: Any) -> Optional[bool]:
+        ihl = (data[0] & 0x0F) * 4
+        if peer[0] == target_ip and len(data) >= ihl + 8:
+            kind, unused_code, unused_sum, rid, unused_seq = struct.unpack("!BBHHH", data[ihl:ihl + 8])
+            if kind == 0 and rid == ident:
+                return True
+        return None
+
     try:
-        deadline = time.monotonic() + timeout
-        next_send, seq = 0.0, 0
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                return False
-            if now >= next_send:
-                seq += 1
-                header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-                payload = b"openvif-verify"
-                packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload
-                try:
-                    sock.sendto(packet, (target_ip, 0))
-                except OSError:
-                    pass  # no route yet: try again next interval
-                next_send = now + interval
-            ready = select.select([sock], [], [], max(0.0, min(deadline, next_send) - now))[0]
-            if not ready:
-                continue
-            data, (source, _port) = sock.recvfrom(2048)
-            ihl = (data[0] & 0x0F) * 4
-            if source == target_ip and len(data) >= ihl + 8:
-                kind, _icmp_code, _icmp_sum, rid, _icmp_seq = struct.unpack("!BBHHH", data[ihl:ihl + 8])
-                if kind == 0 and rid == ident:
-                    return True
+        return resend_until(sock, timeout, interval, send, echo_reply) is not None
     finally:
         sock.close()
 
@@ -149,23 +167,8 @@ def _exchange6(ifname: str, source: str | None, message: bytes, destination: str
     """Send ``message`` every 0.5 s until ``answered(reply)``; returns the answering address, or None."""
     sock, scope = _icmp6_socket(ifname, source)
     try:
-        deadline = time.monotonic() + timeout
-        next_send = 0.0
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                return None
-            if now >= next_send:
-                try:
-                    sock.sendto(message, (destination, 0, 0, scope))
-                except OSError:
-                    pass  # the link or the source address is not ready yet: next interval
-                next_send = now + 0.5
-            if not select.select([sock], [], [], max(0.0, min(deadline, next_send) - now))[0]:
-                continue
-            data, peer = sock.recvfrom(2048)
-            if answered(data):
-                return peer[0].split("%")[0]
+        return resend_until(sock, timeout, 0.5, lambda: sock.sendto(message, (destination, 0, 0, scope)),
+                            lambda data, peer: peer[0].split("%")[0] if answered(data) else None)
     finally:
         sock.close()
 
@@ -189,26 +192,20 @@ def ping6(target_ip: str, timeout: float, interval: float = 0.5) -> bool:
     """True once ``target_ip`` answers an ICMPv6 echo within ``timeout``."""
     sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
     ident = os.getpid() & 0xFFFF
+    sequence = [0]
+
+    def send() -> None:
+        sequence[0] += 1
+        sock.sendto(struct.pack("!BBHHH", ICMP6_ECHO_REQUEST, 0, 0, ident, sequence[0]) + b"openvif-verify",
+                    (target_ip, 0, 0, 0))
+
+    def echo_reply(data: bytes, peer: Any) -> Optional[bool]:
+        if len(data) >= 8 and data[0] == ICMP6_ECHO_REPLY and peer[0] == target_ip:
+            if struct.unpack("!H", data[4:6])[0] == ident:
+                return True
+        return None
+
     try:
-        deadline = time.monotonic() + timeout
-        next_send, seq = 0.0, 0
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                return False
-            if now >= next_send:
-                seq += 1
-                try:
-                    sock.sendto(struct.pack("!BBHHH", ICMP6_ECHO_REQUEST, 0, 0, ident, seq) + b"openvif-verify",
-                                (target_ip, 0, 0, 0))
-                except OSError:
-                    pass  # no route yet
-                next_send = now + interval
-            if not select.select([sock], [], [], max(0.0, min(deadline, next_send) - now))[0]:
-                continue
-            data, peer = sock.recvfrom(2048)
-            if len(data) >= 8 and data[0] == ICMP6_ECHO_REPLY and peer[0] == target_ip:
-                if struct.unpack("!H", data[4:6])[0] == ident:
-                    return True
+        return resend_until(sock, timeout, interval, send, echo_reply) is not None
     finally:
         sock.close()
