@@ -5,6 +5,7 @@ import os
 import shutil
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -56,9 +57,12 @@ def require_root_netns() -> None:
 
 
 @pytest.fixture
-def netlab():
+def netlab(request):
+    """Namespaces of one test, deleted afterwards; named ``<NETLAB_PREFIX><hex>-<role>`` where the test's
+    module sets NETLAB_PREFIX (each area's own, so concurrent runs and leftovers are told apart)."""
     require_root_netns()
-    lab = NetLab()
+    prefix = getattr(request.module, "NETLAB_PREFIX", None)
+    lab = NetLab(prefix=prefix + uuid.uuid4().hex[:5]) if prefix else NetLab()
     try:
         yield lab
     finally:

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from netlab import NetLab, sh
+from netlab import sh
 from test_bridge_role import (
     ECHO_CLIENT,
     ECHO_SERVER,
@@ -25,6 +25,7 @@ from test_bridge_role import (
     persisted,
 )
 
+NETLAB_PREFIX = "v6"   # this area's namespaces (tests/conftest.py)
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PREFIX = "2001:db8:77::"
@@ -118,25 +119,16 @@ class TcpSession6:
         return json.loads(out)
 
 
-@pytest.fixture
-def v6lab():
-    lab = NetLab(prefix="v6" + uuid.uuid4().hex[:5])
-    try:
-        yield lab
-    finally:
-        lab.destroy()
-
-
-def _network(v6lab, ansible_env, tmp_path, slaac: bool):
-    net = DualStackNetwork(v6lab, ansible_env, tmp_path, slaac)
+def _network(netlab, ansible_env, tmp_path, slaac: bool):
+    net = DualStackNetwork(netlab, ansible_env, tmp_path, slaac)
     return net
 
 
 @pytest.fixture
-def static6(v6lab, ansible_env, tmp_path):
+def static6(netlab, ansible_env, tmp_path):
     net = None
     try:
-        net = _network(v6lab, ansible_env, tmp_path, slaac=False)
+        net = _network(netlab, ansible_env, tmp_path, slaac=False)
         yield net
     finally:
         if net:
@@ -144,10 +136,10 @@ def static6(v6lab, ansible_env, tmp_path):
 
 
 @pytest.fixture
-def slaac6(v6lab, ansible_env, tmp_path):
+def slaac6(netlab, ansible_env, tmp_path):
     net = None
     try:
-        net = _network(v6lab, ansible_env, tmp_path, slaac=True)
+        net = _network(netlab, ansible_env, tmp_path, slaac=True)
         yield net
     finally:
         if net:
@@ -266,12 +258,12 @@ def test_bad_ipv6_input_and_disabled_ipv6_change_nothing(static6):
 
 
 @pytest.fixture
-def userspace6(v6lab, ansible_env, tmp_path):
+def userspace6(netlab, ansible_env, tmp_path):
     net = None
     log = open(tmp_path / "vswitchd.log", "ab")
     daemon = None
     try:
-        net = _network(v6lab, ansible_env, tmp_path, slaac=True)
+        net = _network(netlab, ansible_env, tmp_path, slaac=True)
         sock = tmp_path / "vswitchd.sock"
         daemon = subprocess.Popen(["ip", "netns", "exec", net.host, sys.executable, "-m", "vswitch.daemon",
                                    "--state-file", str(tmp_path / "vswitchd.json"), "--socket", str(sock)],

@@ -2,18 +2,12 @@
 from __future__ import annotations
 
 import gzip
-import uuid
 
 import pytest
 from vswitchd_lab import Daemon
 
+NETLAB_PREFIX = "bd"   # this area's namespaces (tests/conftest.py)
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def netlab(netlab):
-    netlab.prefix = "bd" + uuid.uuid4().hex[:5]   # this helper's namespaces: bd*
-    return netlab
 
 
 @pytest.fixture

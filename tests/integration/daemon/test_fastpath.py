@@ -9,22 +9,13 @@ import json
 import signal
 import subprocess
 import time
-import uuid
 
 import pytest
 from netlab import NetLab
 from vswitchd_lab import Capture, Daemon, ch, mac_of, send_raw, star
 
+NETLAB_PREFIX = "xp"   # this area's namespaces (tests/conftest.py)
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def xplab():
-    lab = NetLab(prefix="xp" + uuid.uuid4().hex[:5])
-    try:
-        yield lab
-    finally:
-        lab.destroy()
 
 
 @pytest.fixture
@@ -51,98 +42,98 @@ def start(lab, daemons, ns, tmp_path, datapath="auto", hosts=2):
     return daemon
 
 
-def test_known_unicast_is_forwarded_by_the_kernel_and_show_says_so(xplab, daemons, tmp_path):
-    sw = xplab.ns("sw")
-    h1, h2, h3 = star(xplab, sw, 3)
-    d = start(xplab, daemons, sw, tmp_path)
+def test_known_unicast_is_forwarded_by_the_kernel_and_show_says_so(netlab, daemons, tmp_path):
+    sw = netlab.ns("sw")
+    h1, h2, h3 = star(netlab, sw, 3)
+    d = start(netlab, daemons, sw, tmp_path)
     d.transact(ch("add_bridge", "br0"), ch("add_port", "p1", bridge="br0"), ch("add_port", "p2", bridge="br0", vlan=5),
                ch("add_port", "p3", bridge="br0", vlan=5))
     shown = d.ctl("show").stdout
     assert "forwarding: xdp (generic)" in shown, shown
     assert "forwarding: rings (a TAP port" in shown, shown
-    assert xdp_prog(xplab, sw, "p2") is not None and xdp_prog(xplab, sw, "p2") == xdp_prog(xplab, sw, "p3")
+    assert xdp_prog(netlab, sw, "p2") is not None and xdp_prog(netlab, sw, "p2") == xdp_prog(netlab, sw, "p3")
     # h2 and h3 share VLAN 5: after learning (ARP, the first ping), their unicast stays in the kernel.
-    xplab.run(h3, "ip", "addr", "add", "10.0.0.22/24", "dev", "eth0")
-    assert xplab.ping_until(h2, "10.0.0.22")
+    netlab.run(h3, "ip", "addr", "add", "10.0.0.22/24", "dev", "eth0")
+    assert netlab.ping_until(h2, "10.0.0.22")
     # The mirror follows learning within SYNC_INTERVAL (later on a loaded machine): wait until it has.
     for _attempt in range(20):
         before = d.stats("p2")
-        xplab.ping(h2, "10.0.0.22", count=1, wait=1.0)
+        netlab.ping(h2, "10.0.0.22", count=1, wait=1.0)
         if d.stats("p2")["fast_rx_packets"] > before["fast_rx_packets"]:
             break
         time.sleep(0.2)
     before = d.stats("p2")
-    assert xplab.ping(h2, "10.0.0.22", count=5, wait=1.0)
+    assert netlab.ping(h2, "10.0.0.22", count=5, wait=1.0)
     after = d.stats("p2")
     assert after["fast_rx_packets"] - before["fast_rx_packets"] >= 5
     assert after["rx_packets"] - before["rx_packets"] >= after["fast_rx_packets"] - before["fast_rx_packets"]
     # Known unicast reaches its one port only, and exactly once (no second copy from the slow path).
-    probe = (bytes.fromhex(mac_of(xplab, h3, "eth0").replace(":", "")) +
-             bytes.fromhex(mac_of(xplab, h2, "eth0").replace(":", "")) + b"\x88\xb5" + b"fast" * 12)
-    cap3, cap1 = Capture(xplab, h3, "eth0", 1.5), Capture(xplab, h1, "eth0", 1.5)
-    send_raw(xplab, h2, "eth0", probe, 4)
+    probe = (bytes.fromhex(mac_of(netlab, h3, "eth0").replace(":", "")) +
+             bytes.fromhex(mac_of(netlab, h2, "eth0").replace(":", "")) + b"\x88\xb5" + b"fast" * 12)
+    cap3, cap1 = Capture(netlab, h3, "eth0", 1.5), Capture(netlab, h1, "eth0", 1.5)
+    send_raw(netlab, h2, "eth0", probe, 4)
     assert sum(f == probe for f in cap3.frames()) == 4
     assert not any(f == probe for f in cap1.frames())
     # fdb-show keeps showing the kernel-forwarded hosts with fresh ages.
     rows = {(r["port"], r["mac"]): r for r in d.call("fdb_show", {"bridge": "br0"})}
-    assert ("p3", mac_of(xplab, h3, "eth0")) in rows
+    assert ("p3", mac_of(netlab, h3, "eth0")) in rows
 
 
-def test_port_security_drops_in_the_kernel_are_counted(xplab, daemons, tmp_path):
-    sw = xplab.ns("sw")
-    h1, h2 = star(xplab, sw, 2)
-    d = start(xplab, daemons, sw, tmp_path)
-    d.transact(ch("add_bridge", "br0"), ch("add_port", "p1", bridge="br0", mac=mac_of(xplab, h1, "eth0")),
+def test_port_security_drops_in_the_kernel_are_counted(netlab, daemons, tmp_path):
+    sw = netlab.ns("sw")
+    h1, h2 = star(netlab, sw, 2)
+    d = start(netlab, daemons, sw, tmp_path)
+    d.transact(ch("add_bridge", "br0"), ch("add_port", "p1", bridge="br0", mac=mac_of(netlab, h1, "eth0")),
                ch("add_port", "p2", bridge="br0"))
     spoofed = b"\xff" * 6 + b"\x02\x66\x66\x66\x66\x66" + b"\x88\xb5" + b"spoof" * 10
-    cap = Capture(xplab, h2, "eth0", 1.5)
-    send_raw(xplab, h1, "eth0", spoofed, 3)
+    cap = Capture(netlab, h2, "eth0", 1.5)
+    send_raw(netlab, h1, "eth0", spoofed, 3)
     assert not any(f == spoofed for f in cap.frames())
     stats = d.stats("p1")
     assert stats["drop_security"] == 3 and stats["fast_dropped"] == 3, stats
 
 
-def test_rings_only_when_asked(xplab, daemons, tmp_path):
-    sw = xplab.ns("sw")
-    h1, h2 = star(xplab, sw, 2)
-    d = start(xplab, daemons, sw, tmp_path, datapath="rings")
+def test_rings_only_when_asked(netlab, daemons, tmp_path):
+    sw = netlab.ns("sw")
+    h1, h2 = star(netlab, sw, 2)
+    d = start(netlab, daemons, sw, tmp_path, datapath="rings")
     d.transact(ch("add_bridge", "br0"), ch("add_port", "p1", bridge="br0"), ch("add_port", "p2", bridge="br0"))
     assert "forwarding: rings (--datapath rings)" in d.ctl("show").stdout
-    assert xdp_prog(xplab, sw, "p1") is None
-    assert xplab.ping_until(h1, "10.0.0.2")
+    assert xdp_prog(netlab, sw, "p1") is None
+    assert netlab.ping_until(h1, "10.0.0.2")
 
 
-def test_programs_go_with_their_ports_and_daemon_and_a_restart_after_kill_replaces_them(xplab, daemons, tmp_path):
-    sw = xplab.ns("sw")
-    h1, h2, h3 = star(xplab, sw, 3)
-    d = start(xplab, daemons, sw, tmp_path)
+def test_programs_go_with_their_ports_and_daemon_and_a_restart_after_kill_replaces_them(netlab, daemons, tmp_path):
+    sw = netlab.ns("sw")
+    h1, h2, h3 = star(netlab, sw, 3)
+    d = start(netlab, daemons, sw, tmp_path)
     d.transact(ch("add_bridge", "br0"), *[ch("add_port", f"p{i}", bridge="br0") for i in (1, 2, 3)])
-    assert xdp_prog(xplab, sw, "p3") is not None
+    assert xdp_prog(netlab, sw, "p3") is not None
     d.transact(ch("del_port", "p3"))
-    assert xdp_prog(xplab, sw, "p3") is None
+    assert xdp_prog(netlab, sw, "p3") is None
     d.stop()
-    assert xdp_prog(xplab, sw, "p1") is None and xdp_prog(xplab, sw, "p2") is None
+    assert xdp_prog(netlab, sw, "p1") is None and xdp_prog(netlab, sw, "p2") is None
     d.start()
-    left = xdp_prog(xplab, sw, "p1")
+    left = xdp_prog(netlab, sw, "p1")
     assert left is not None
     d.stop(signal.SIGKILL)
-    assert xdp_prog(xplab, sw, "p1") == left   # a crash leaves it; the next start takes the port back
+    assert xdp_prog(netlab, sw, "p1") == left   # a crash leaves it; the next start takes the port back
     d.start()
-    assert xdp_prog(xplab, sw, "p1") not in (None, left)
-    assert xplab.ping_until(h1, "10.0.0.2")
+    assert xdp_prog(netlab, sw, "p1") not in (None, left)
+    assert netlab.ping_until(h1, "10.0.0.2")
 
 
-def test_gso_tcp_between_xdp_ports_takes_the_slow_path_whole(xplab, daemons, tmp_path):
-    sw = xplab.ns("sw")
-    h1, h2 = star(xplab, sw, 2)
-    d = start(xplab, daemons, sw, tmp_path)
+def test_gso_tcp_between_xdp_ports_takes_the_slow_path_whole(netlab, daemons, tmp_path):
+    sw = netlab.ns("sw")
+    h1, h2 = star(netlab, sw, 2)
+    d = start(netlab, daemons, sw, tmp_path)
     d.transact(ch("add_bridge", "br0"), ch("add_port", "p1", bridge="br0"), ch("add_port", "p2", bridge="br0"))
-    assert xplab.ping_until(h1, "10.0.0.2")
+    assert netlab.ping_until(h1, "10.0.0.2")
     server = subprocess.Popen(["ip", "netns", "exec", h2, "timeout", "15", "iperf3", "-s", "-1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)
-        sent = xplab.run(h1, "timeout", "15", "iperf3", "-c", "10.0.0.2", "-n", "50M", "-J", check=False, timeout=20)
+        sent = netlab.run(h1, "timeout", "15", "iperf3", "-c", "10.0.0.2", "-n", "50M", "-J", check=False, timeout=20)
     finally:
         server.kill()
         server.wait()

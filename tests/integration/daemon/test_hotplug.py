@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import jinja2
@@ -22,6 +21,7 @@ from vswitch.declared import Declaration, DeclarationStore
 from vswitch.profiles import Profile
 from vswitchd_lab import ENV, MODULE_UTILS, Capture, send_raw, vlan_ids
 
+NETLAB_PREFIX = "pp"   # this area's namespaces (tests/conftest.py)
 pytestmark = [pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -42,18 +42,6 @@ while [ $# -ge 2 ]; do
   dir="$XENSTORE_DIR/${1#/}"; mkdir -p "$dir"; printf '%s' "$2" > "$dir/__value"; shift 2
 done
 """
-
-
-@pytest.fixture
-def netlab():
-    """Namespaces named with this area's prefix (pp)."""
-    if os.geteuid() != 0:
-        pytest.fail("integration tests need root (network namespaces)")
-    lab = NetLab(prefix="pp" + uuid.uuid4().hex[:5])
-    try:
-        yield lab
-    finally:
-        lab.destroy()
 
 
 def render(template: str, dest: Path, socket: Path) -> Path:

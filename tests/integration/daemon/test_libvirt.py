@@ -18,16 +18,15 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from netlab import NetLab
 from test_hotplug import render
 from vswitch.declared import Declaration, DeclarationStore
 from vswitch.profiles import Profile
 from vswitchd_lab import ENV
 
+NETLAB_PREFIX = "pp"   # this area's namespaces (tests/conftest.py)
 pytestmark = [pytest.mark.integration]
 
 DOMAIN_UUID = "5a1e0c0d-0000-4000-8000-00000000a001"
@@ -55,17 +54,6 @@ QEMU_CONF = 'user = "root"\ngroup = "root"\ndynamic_ownership = 0\nsecurity_driv
 LIBVIRTD_CONF = 'unix_sock_group = "root"\nunix_sock_rw_perms = "0700"\nauth_unix_rw = "none"\nauth_unix_ro = "none"\n'
 DIRS = {"run": "/run/libvirt", "lib": "/var/lib/libvirt", "log": "/var/log/libvirt", "cache": "/var/cache/libvirt",
         "etc": "/etc/libvirt"}
-
-
-@pytest.fixture
-def netlab():
-    if os.geteuid() != 0:
-        pytest.fail("integration tests need root (network namespaces)")
-    lab = NetLab(prefix="pp" + uuid.uuid4().hex[:5])
-    try:
-        yield lab
-    finally:
-        lab.destroy()
 
 
 def _stop(pid: int) -> None:

@@ -3,29 +3,16 @@ bad input, vswitch_info's view, a running VIF updated in place, and the profile 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import uuid
 
 import pytest
-from netlab import NetLab
 from vswitchd_lab import ENV, Daemon
 
+NETLAB_PREFIX = "pp"   # this area's namespaces (tests/conftest.py)
 pytestmark = pytest.mark.integration
 PROFILE = {"vm": "web01", "device": 0, "bridge": "xenbr1", "vlan": 10, "mac": "attached"}
 MAC = "00:16:3e:5a:00:01"
-
-
-@pytest.fixture
-def netlab():
-    if os.geteuid() != 0:
-        pytest.fail("integration tests need root (network namespaces)")
-    lab = NetLab(prefix="pp" + uuid.uuid4().hex[:5])
-    try:
-        yield lab
-    finally:
-        lab.destroy()
 
 
 @pytest.fixture
