@@ -44,7 +44,7 @@ options:
     description:
       - The NIC that holds the IP today and becomes the bridge's uplink port.
       - Or a mapping that declares a bond as the uplink, exactly as the C(uplink) option of
-        M(openvif.vswitch.vswitch_bridge) takes it (C(bond), C(members) and the bond settings: C(mode), C(lacp),
+        M(openvif.vswitch.vswitch_bridge) takes it (C(bond), C(members) and the bond settings C(mode), C(lacp),
         C(lacp_rate), C(lacp_fallback), C(primary), C(miimon), C(updelay), C(downdelay), C(rebalance_interval));
         the same validation applies.
         The addressing moves from the member that holds it (the first member when none does); a rollback

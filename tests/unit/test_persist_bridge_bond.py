@@ -75,7 +75,7 @@ def render(fmt: str, cfg: dict) -> dict[str, str]:
         "1", "true", "yes", "on")
     env.filters["to_uuid"] = to_uuid
     env.filters["to_json"] = json.dumps
-    return {dest: env.get_template(src).render(cfg=cfg, port=port) for dest, src, port in files_of(fmt, cfg)}
+    return {dest: env.get_template(src).render(cfg=cfg, bridge_nic=port) for dest, src, port in files_of(fmt, cfg)}
 
 
 @pytest.mark.parametrize(("case", "fmt"), PAIRS)
