@@ -12,7 +12,7 @@ import json
 import pytest
 from netlab import sh
 from test_bridge_role import GATEWAY, HOST_IP, HOST_MAC, TcpSession, assert_rolled_back, golden, persisted
-from test_bridge_role_userspace import usernet, vswitchd_bridges  # noqa: F401 (the fixture)
+from test_bridge_role_userspace import usernet, vswitchd_bridges  # noqa: F401  # pylint: disable=unused-import
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NETLAB_PREFIX = "ba"

@@ -5,6 +5,7 @@ tests/integration/kernel_bond_boot_checks.py, in the Debian-kernel guest."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch import actions, boot
@@ -86,9 +87,7 @@ def test_bond_settings_changed_by_hand_are_drift():
     backend = FakeBackend(links=LINKS, features=BONDING)
     backend.apply(boot.plan_boot(_decl(), backend.read(), {"kernel": backend.features}).changes)
     port = backend.state.ports["bond0"]
-    backend.state = backend.state.__class__(
-        bridges=backend.state.bridges, links=backend.state.links, datapaths=backend.state.datapaths,
-        ports={**backend.state.ports, "bond0": port.__class__(**{**port.__dict__, "bond": {**port.bond,
-                                                                                        "miimon": 50}})})
+    changed = replace(port, bond={**port.bond, "miimon": 50})
+    backend.state = replace(backend.state, ports={**backend.state.ports, "bond0": changed})
     assert drift(_decl(), backend.state) == [{"kind": "bond", "name": "bond0", "field": "miimon", "declared": 100,
                                               "actual": 50}]

@@ -33,10 +33,10 @@ BOND_CASES = {
     # What tests/integration/test_bridge_role_bond.py persists (vswitchd bonds: networkd only).
     "userspace_bond": dict(CASES["lab_static"], dns=[], dns_search=[], datapath="userspace", uplink="bond0",
                            bond=bond(mode="active-backup", primary="eth0")),
-    "kernel_bond": dict(CASES["lab_static"], uplink="bond0", bond=bond(mode="active-backup", primary="eth1",
-                                                                         miimon=100, updelay=200)),
-    "kernel_bond_lacp": dict(CASES["dhcp"], uplink="bond0", bond=bond(mode="balance-tcp", lacp="active",
-                                                                        lacp_rate="fast")),
+    "kernel_bond": dict(CASES["lab_static"], uplink="bond0",
+                        bond=bond(mode="active-backup", primary="eth1", miimon=100, updelay=200)),
+    "kernel_bond_lacp": dict(CASES["dhcp"], uplink="bond0",
+                             bond=bond(mode="balance-tcp", lacp="active", lacp_rate="fast")),
 }
 FORMATS = ("ifcfg", "networkd", "ifupdown", "networkmanager", "netplan")
 PAIRS = [(case, fmt) for case, cfg in sorted(BOND_CASES.items())
