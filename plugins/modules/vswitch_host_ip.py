@@ -41,8 +41,15 @@ options:
     type: str
     required: true
   uplink:
-    description: The NIC that holds the IP today and becomes the bridge's uplink port.
-    type: str
+    description:
+      - The NIC that holds the IP today and becomes the bridge's uplink port.
+      - Or a mapping that declares a bond as the uplink, exactly as the C(uplink) option of
+        M(openvif.vswitch.vswitch_bridge) takes it (C(bond), C(members) and the bond settings C(mode), C(lacp),
+        C(lacp_rate), C(lacp_fallback), C(primary), C(miimon), C(updelay), C(downdelay), C(rebalance_interval));
+        the same validation applies.
+        The addressing moves from the member that holds it (the first member when none does); a rollback
+        puts every member back as it was.
+    type: raw
     required: true
   bootproto:
     description: How the bridge gets its address.
@@ -171,6 +178,17 @@ EXAMPLES = r"""
     token: "{{ move.token }}"
   when: move.pending
 
+- name: The IP on eth0 moved onto xenbr0 in vswitchd, whose uplink is an active-backup bond of eth0 and eth1
+  openvif.vswitch.vswitch_host_ip:
+    bridge: xenbr0
+    datapath: userspace
+    uplink:
+      bond: bond0
+      members: [eth0, eth1]
+      mode: active-backup
+      primary: eth0
+  register: move
+
 - name: Static addressing, as in ifcfg-xenbr0
   openvif.vswitch.vswitch_host_ip:
     bridge: xenbr0
@@ -199,6 +217,16 @@ addressing:
   description: The normalised addressing (address, prefix, netmask, gateway, dns...), for persistent files.
   returned: always
   type: dict
+bond:
+  description:
+    - With a bond as the uplink, the whole bond as the move makes it (its C(name) and every setting, the undeclared
+      ones at their defaults), for persistent files; else null.
+  returned: always
+  type: dict
+address_source:
+  description: The NIC whose addressing moves (the uplink, or the bond member that holds the IP).
+  returned: always
+  type: str
 result:
   description: What the guard applied and verified (lease, gateway, address, checks passed).
   returned: when pending
@@ -236,7 +264,7 @@ ARGUMENT_SPEC = dict(
     step=dict(type="str", choices=["apply", "confirm", "report"], default="apply"),
     token=dict(type="str", no_log=False),
     bridge=dict(type="str", required=True),
-    uplink=dict(type="str", required=True),
+    uplink=dict(type="raw", required=True),
     bootproto=dict(type="str", choices=["dhcp", "static"], default="dhcp"),
     address=dict(type="str"),
     netmask=dict(type="str"),

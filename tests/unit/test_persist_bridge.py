@@ -71,6 +71,7 @@ def render(fmt: str, cfg: dict) -> dict[str, str]:
                       undefined=StrictUndefined)
     env.filters["bool"] = lambda value: value if isinstance(value, bool) else str(value).lower() in (
         "1", "true", "yes", "on")
+    cfg = {"bond": None, **cfg}   # no bond uplink (tests/unit/test_persist_bridge_bond.py has those)
     return {name.format(**cfg): env.get_template(template).render(cfg=cfg) for name, template in files.items()}
 
 

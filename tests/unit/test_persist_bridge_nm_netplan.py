@@ -41,6 +41,7 @@ def render(fmt: str, cfg: dict) -> dict[str, str]:
         "1", "true", "yes", "on")
     env.filters["to_uuid"] = to_uuid
     env.filters["to_json"] = json.dumps
+    cfg = {"bond": None, **cfg}   # no bond uplink (tests/unit/test_persist_bridge_bond.py has those)
     return {name.format(**cfg): env.get_template(template).render(cfg=cfg) for name, template in FILES[fmt].items()}
 
 

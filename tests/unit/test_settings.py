@@ -60,3 +60,30 @@ def test_daemon_and_model_share_the_validators():
         config.apply_changes(config.Config(), [{"op": "add_bridge", "target": "b", "datapath": "userspace",
                                                 "args": {"ageing_time": -1}}])
     assert model_err.value.reason == daemon_err.value.reason
+
+
+def test_bridge_role_bond_options_follow_the_bond_table():
+    """The bridge role's bridge_bond_<setting> options are settings.BOND's rows (members is bridge_uplink as a
+    list): same type, and each says the table's default (the role leaves them null: the module applies it)."""
+    root = importlib.import_module("ansible_collections.openvif.vswitch").__path__[0]
+    with open(f"{root}/roles/bridge/meta/argument_specs.yml", encoding="utf-8") as handle:
+        options = yaml.safe_load(handle)["argument_specs"]["main"]["options"]
+    with open(f"{root}/roles/bridge/defaults/main.yml", encoding="utf-8") as handle:
+        defaults = yaml.safe_load(handle)
+    with open(f"{root}/roles/bridge/tasks/main.yml", encoding="utf-8") as handle:
+        tasks = handle.read()
+    for name, setting in settings.BOND.items():
+        if name == "members":
+            assert options["bridge_uplink"]["type"] == "raw"
+            continue
+        option = options[f"bridge_bond_{name}"]
+        assert option["type"] == setting.ansible_type, name
+        assert "default" not in option and defaults[f"bridge_bond_{name}"] is None, name
+        text = option["description"]
+        described = " ".join(text) if isinstance(text, list) else text
+        if setting.default is not None:
+            shown = str(setting.default).lower() if isinstance(setting.default, bool) else str(setting.default)
+            assert f"Unset, {shown}." in described, f"bridge_bond_{name}: its description's default is not the table's"
+        assert f'{name}: "{{{{ bridge_bond_{name} }}}}"' in tasks, f"bridge_bond_{name} is not passed to the module"
+    role_bond = {key[len("bridge_bond_"):] for key in options if key.startswith("bridge_bond_")}
+    assert not role_bond - {*settings.BOND, "name"}

@@ -61,11 +61,16 @@ def plan_boot(decl: Declaration, state: HostState, features: Mapping[str, Featur
 
     for name in sorted(decl.bridges):
         spec = decl.bridge_spec(name)
-        if spec.uplink is not None and spec.uplink not in planned.links:
-            result.notes.append(f"bridge {name}: uplink {spec.uplink} is absent; the bridge is restored without it")
-            spec = replace(spec, uplink=None)
+        # A bond is made anew from its members (the kernel forgot the bonding device): they must be there.
+        needed = list(spec.bond.members or ()) if spec.bond is not None else [spec.uplink] if spec.uplink else []
+        absent = [nic for nic in needed if nic not in planned.links]
+        if absent:
+            missing = ", ".join(absent)
+            what = f"bond {spec.uplink}'s member(s) {missing} are" if spec.bond else f"uplink {spec.uplink} is"
+            result.notes.append(f"bridge {name}: {what} absent; the bridge is restored without it")
+            spec = replace(spec, uplink=None, bond=None)
         try:
-            add(f"bridge {name}", plan_bridge(spec, planned))
+            add(f"bridge {name}", plan_bridge(spec, planned, features))
         except VswitchError as err:
             result.failures.append(f"bridge {name}: {err.message}")
     for name in sorted(decl.vlans):

@@ -9,7 +9,9 @@ planner chose when it created it): what the operator left alone stays the kernel
 File ``<OPENVIF_STATE_DIR>/declared.json``, one JSON object::
 
     {"format": "openvif.vswitch.declared", "version": 1,
-     "bridges": {"xenbr0": {"mac": "..", "uplink": "peth0", "forward_delay": 0.0}},
+     "bridges": {"xenbr0": {"mac": "..", "uplink": "peth0", "forward_delay": 0.0},
+                 "xenbr1": {"mac": "..", "uplink": {"bond": "bond1", "members": ["eth1", "eth2"],
+                                                     "mode": "active-backup"}}},
      "vlans": {"xapi3": {"parent": "xenbr0", "tag": 5}},
      "ports": {"vif1.0": {"bridge": "xenbr0"}}}
 
@@ -17,6 +19,10 @@ Version 2 adds ``"profiles"``: VM port profiles (profiles.py) by ``<vm>/<device>
 datapath, ``{"web01/0": {"vm": "web01", "device": 0, "bridge": "xenbr0", "vlan": 10, "mac": "attached"}}``.
 A declaration without profiles is still written as version 1, so collections that predate profiles
 keep reading it; one with profiles is version 2, which they refuse to read or overwrite.
+
+A bond uplink is kept as vswitch_bridge takes it, ``{"bond": NAME, "members": [...], <declared settings>}``
+(settings.BOND); boot makes the bond (a Linux bonding device) before the bridge takes it as its uplink.
+Later runs that name the bond only (``uplink: bond1``) keep that declaration.
 
 Writes are atomic (temp file, fsync, rename, fsync of the directory): a crash leaves the old or
 the new file, never a mix. Before a valid file is replaced it is kept as ``declared.json.good``,
@@ -32,7 +38,7 @@ from typing import Any, Optional
 
 from . import atomic
 from .errors import VswitchError
-from .model import BridgeSpec, Change, HostState, PortSpec, VlanSpec
+from .model import BridgeSpec, Change, HostState, PortSpec, PortState, VlanSpec
 from .paths import STATE_DIR_VARIABLE, boot_unit_installed, state_dir
 from .profiles import PROFILE_FIELDS, Profile, check_distinct
 from .settings import ACCESS_SETTINGS, BRIDGE_SETTINGS, PORT_SETTINGS, TRUNK_SETTINGS
@@ -183,10 +189,31 @@ def check(decl: Declaration, path: str) -> None:
         raise DeclarationError(path, name, "is declared both as a bridge and as a port of bridge "
                                            f"'{decl.ports[name]['bridge']}'; a bridge cannot be a port")
     for name, entry in sorted(decl.bridges.items()):
-        if entry.get("uplink") in networks:
-            raise DeclarationError(path, entry["uplink"], f"is the uplink of bridge '{name}' and a bridge itself")
+        if uplink_name(entry) in networks:
+            raise DeclarationError(path, uplink_name(entry), f"is the uplink of bridge '{name}' and a bridge itself")
     # A port's bridge or a VLAN network's parent need not be declared here: the bridge role, the
     # host's network manager or the operator may make it; boot reports it if it is missing then.
+
+
+def uplink_name(entry: Mapping[str, Any]) -> Optional[str]:
+    """The uplink's name: the NIC, or the bond (an uplink kept as a bond declaration)."""
+    uplink = entry.get("uplink")
+    return uplink.get("bond") if isinstance(uplink, Mapping) else uplink
+
+
+def _uplink_entry(spec: BridgeSpec, before: Any) -> Any:
+    """What a bridge entry keeps as its uplink after a run that declared ``spec``.
+
+    A bond keeps its declared settings across runs (the newer ones win, as for a bridge's settings);
+    a run that names the bond only keeps the bond's declaration.
+    """
+    kept = before if isinstance(before, Mapping) else {}
+    if spec.bond is not None:
+        settings = kept if kept.get("bond") == spec.bond.name else {}
+        return {**settings, "bond": spec.bond.name, **spec.bond.settings()}
+    if spec.uplink is not None and kept.get("bond") == spec.uplink:
+        return dict(kept)
+    return spec.uplink
 
 
 # ------------------------------------------------------------------ the store on disk
@@ -316,7 +343,7 @@ def record(decl: Declaration, intent: Intent, changes: Iterable[Change], after: 
             bridges.pop(spec.name, None)
             continue
         entry = bridges.get(spec.name, {})
-        entry.update(_declared({**spec.settings(), "uplink": spec.uplink}))
+        entry.update(_declared({**spec.settings(), "uplink": _uplink_entry(spec, entry.get("uplink"))}))
         entry.setdefault("mac", after.bridges[spec.name].mac)   # the pinned MAC the planner chose
         bridges[spec.name] = entry
     for vlan in intent.vlans:
@@ -371,6 +398,11 @@ def drift(decl: Declaration, state: HostState) -> list[dict[str, Any]]:
                 differs("bridge", name, key, val, getattr(current, key))
         if spec.uplink is not None and current.uplink != spec.uplink:
             differs("bridge", name, "uplink", spec.uplink, current.uplink)
+        elif spec.bond is not None:
+            have = (state.ports.get(spec.bond.name) or PortState(name="", bridge="")).bond or {}
+            for key, val in spec.bond.settings().items():
+                if have.get(key) != val and not (key == "members" and sorted(have.get(key) or []) == sorted(val)):
+                    differs("bond", spec.bond.name, key, val, have.get(key))
     for name in sorted(decl.vlans):
         vlan = decl.vlan_spec(name)
         current = state.bridges.get(name)

@@ -111,6 +111,27 @@ def bond_attrs(record: Mapping[str, Any], ifindex: Callable[[str], int]) -> dict
     return attrs
 
 
+def driver_options(record: Mapping[str, Any]) -> dict[str, str]:
+    """The same bond as the bonding driver's own option names and values (its sysfs files), which is
+    how ifcfg's BONDING_OPTS, ifupdown's bond-* and NetworkManager's [bond] say it at boot.
+
+    The options ``bond_attrs`` sends, in the same order, each named as the driver names it
+    (``bond_xmit_hash_policy`` is ``xmit_hash_policy``); primary only when declared.
+    """
+    options: dict[str, str] = {}
+    if record["mode"] == "active-backup":
+        options["mode"] = "active-backup"
+    else:
+        options["mode"] = "802.3ad"
+        options["xmit_hash_policy"] = "layer3+4"
+        options["lacp_rate"] = str(record["lacp_rate"])
+    for key in ("miimon", "updelay", "downdelay"):
+        options[key] = str(record[key])
+    if record["mode"] == "active-backup" and record["primary"]:
+        options["primary"] = str(record["primary"])
+    return options
+
+
 def record_of(data: Mapping[str, Any], members: list[str], names: Mapping[int, str]) -> Optional[dict[str, Any]]:
     """The bond record a bonding device's IFLA_BOND_* attributes (``data``, by name) say, or None.
 

@@ -15,10 +15,11 @@ def take(ipr, spec: HostIpSpec, resolv_conf: str) -> dict[str, Any]:
     uplink = netops.read_link(ipr, spec.uplink)
     if uplink is None:
         raise NotFoundError("uplink", spec.uplink, "is not an interface on this host")
-    if uplink["master"] not in (None, spec.bridge):
+    if uplink["master"] not in (None, spec.bridge, spec.port):
         raise ConflictError("uplink", spec.uplink, f"is already a port of '{uplink['master']}'; a NIC can be "
                                                    "the uplink of one bridge only")
     move6.check_kernel(spec, uplink)
+    members = _other_members(ipr, spec)
     sw = switch_side.for_spec(spec)
     bridge = netops.read_link(ipr, spec.bridge)
     if bridge is not None and bridge["kind"] not in sw.l3_kinds:
@@ -33,11 +34,36 @@ def take(ipr, spec: HostIpSpec, resolv_conf: str) -> dict[str, Any]:
         "bridge": bridge,
         "routes": netops.read_routes(ipr, indexes),
         "routes6": netops.read_routes6(ipr, indexes),
-        "switch": sw.snapshot(ipr, spec),
+        "switch": sw.snapshot(ipr, spec, uplink),
+        "members": members,
         "dhcp_clients": clients.find(spec.uplink),
         "resolv_conf": netops.read_file(resolv_conf),
         "resolv_conf_path": resolv_conf,
     }
+
+
+def _other_members(ipr, spec: HostIpSpec) -> dict[str, dict[str, Any]]:
+    """The bond's members other than the one whose addressing moves: their links as they are, for
+    the rollback (their addresses too, though the planner has already refused members that are ports)."""
+    found = {}
+    for index, member in enumerate(spec.members):
+        if member == spec.uplink:
+            continue
+        link = netops.read_link(ipr, member)
+        if link is None:
+            raise NotFoundError(f"uplink.members[{index}]", member, "is not an interface on this host")
+        found[member] = link
+    return found
+
+
+def _put_back_link(ipr, index: int, link: dict[str, Any]) -> None:
+    """A NIC's master, MAC, MTU, state and uplink mark as ``link`` recorded them."""
+    master = netops.index_of(ipr, link["master"]) if link["master"] else 0
+    netops.set_link(ipr, index, master=master or 0)
+    netops.set_link(ipr, index, address=link["mac"], mtu=link["mtu"])
+    netops.set_link(ipr, index, state="up" if link["up"] else "down")
+    if "alias" in link:  # snapshots written before the uplink marker existed lack it
+        mark_uplink(ipr, index, link["alias"], link["promisc"])
 
 
 def _remaining(addresses: list[dict[str, Any]], elapsed: int) -> list[dict[str, Any]]:
@@ -84,12 +110,13 @@ def restore(ipr, snap: dict[str, Any], spec: HostIpSpec) -> dict[str, Any]:
                 netops.write_sysctls6(spec.bridge, br["ipv6"])
     if uplink_index is None:
         raise BackendError("uplink", spec.uplink, "disappeared during the transaction; cannot restore it")
-    master = netops.index_of(ipr, up["master"]) if up["master"] else 0
-    netops.set_link(ipr, uplink_index, master=master or 0)
-    netops.set_link(ipr, uplink_index, address=up["mac"], mtu=up["mtu"])
-    netops.set_link(ipr, uplink_index, state="up" if up["up"] else "down")
-    if "alias" in up:  # snapshots written before the uplink marker existed lack it
-        mark_uplink(ipr, uplink_index, up["alias"], up["promisc"])
+    _put_back_link(ipr, uplink_index, up)
+    for member, link in (snap.get("members") or {}).items():   # the bond's other members
+        member_index = netops.index_of(ipr, member)
+        if member_index is None:
+            raise BackendError("uplink.members", member, "disappeared during the transaction; cannot restore it")
+        _put_back_link(ipr, member_index, link)
+        netops.set_addresses(ipr, member_index, _remaining(link["addresses"], elapsed))
     netops.set_addresses(ipr, uplink_index, _remaining(up["addresses"], elapsed))
     if routes6 is not None:
         netops.set_addresses6(ipr, uplink_index, _remaining(up.get("addresses6") or [], elapsed))
@@ -133,9 +160,12 @@ def summary(ipr, spec: HostIpSpec, resolv_conf: str) -> dict[str, Any]:
     uplink = netops.read_link(ipr, spec.uplink)
     bridge = netops.read_link(ipr, spec.bridge)
     indexes = {link["index"]: link["name"] for link in (uplink, bridge) if link}
-    return {"uplink": uplink, "bridge": bridge, "routes": netops.read_routes(ipr, indexes),
-            "routes6": netops.read_routes6(ipr, indexes),
-            "nameservers": nameservers(netops.read_file(resolv_conf))}
+    state = {"uplink": uplink, "bridge": bridge, "routes": netops.read_routes(ipr, indexes),
+             "routes6": netops.read_routes6(ipr, indexes),
+             "nameservers": nameservers(netops.read_file(resolv_conf))}
+    if spec.bond is not None:
+        state["members"] = {m: netops.read_link(ipr, m) for m in spec.members if m != spec.uplink}
+    return state
 
 
 def nameservers(text: Optional[str]) -> list[str]:
@@ -173,6 +203,8 @@ def addresses_match(before: dict[str, Any], after: dict[str, Any]) -> bool:
                 link["name"], link["master"], link["mac"],
                 tuple((a["address"], a["prefixlen"]) for a in link["addresses"]),
                 tuple((a["address"], a["prefixlen"]) for a in link.get("addresses6") or [])))
+        for name, link in sorted((state.get("members") or {}).items()):   # a bond's other members
+            links.append(None if link is None else (name, link["master"], link["mac"], link["mtu"], link["up"]))
         # Router-made IPv6 routes are the router's to give back (a silent router gives none); they are
         # solicited on the restored uplink but cannot be put back by hand as the kernel's own.
         return links, [(r["dst"], r["dst_len"], r["gateway"], r["dev"]) for r in state.get("routes", [])], [

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Optional
 
 from .. import validate as v
 from ..errors import ValidationError
+from ..model import BondSpec
 from ..settings import BRIDGE, check_bridge_rules
 from . import spec6
 
@@ -48,6 +49,30 @@ def _interface_address(field: str, value: Any, netmask: Any) -> ipaddress.IPv4In
     return iface
 
 
+def _uplink(params: Mapping[str, Any], bridge: str) -> tuple[Optional[BondSpec], str]:
+    """(the bond or None, the NIC whose addressing moves)."""
+    declared = params.get("uplink")
+    if not isinstance(declared, Mapping):
+        uplink = v.ifname("uplink", declared)
+        if uplink == bridge:
+            raise ValidationError("uplink", uplink, "is the bridge itself; the uplink is the NIC that "
+                                                    "holds the IP today")
+        return None, uplink
+    bond = BondSpec.from_params(declared)
+    members = list(bond.members or ())
+    if bond.name == bridge:
+        raise ValidationError("uplink.bond", bond.name, "is the bridge itself; a bond needs a name of its own")
+    if bridge in members:
+        raise ValidationError("uplink.members", members, f"includes the bridge '{bridge}' itself")
+    source = params.get("address_source")
+    if source is None:
+        return bond, members[0]
+    if source not in members:
+        raise ValidationError("address_source", source, f"is not a member of bond '{bond.name}' "
+                                                        f"(members: {', '.join(members)})")
+    return bond, str(source)
+
+
 def _ipv4(field: str, value: Any) -> str:
     try:
         return str(ipaddress.IPv4Address(str(value).strip()))
@@ -77,14 +102,14 @@ class HostIpSpec:
     address6: tuple[str, ...] = ()      # '2001:db8::10/64', ...: declared static IPv6 (none: carry the uplink's)
     gateway6: Optional[str] = None      # '2001:db8::1' or 'fe80::1%xenbr0'
     ipv6_autoconf: Optional[bool] = None  # SLAAC on the bridge (None: as the uplink had it)
+    # A bond as the uplink (``uplink: {bond: bond0, members: [...], ...}``, as vswitch_bridge takes it);
+    # ``uplink`` is then the member whose addressing moves (the one holding the IP, else the first).
+    bond: Optional[BondSpec] = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> HostIpSpec:
         bridge = v.ifname("bridge", params.get("bridge"))
-        uplink = v.ifname("uplink", params.get("uplink"))
-        if uplink == bridge:
-            raise ValidationError("uplink", uplink, "is the bridge itself; the uplink is the NIC that "
-                                                    "holds the IP today")
+        bond, uplink = _uplink(params, bridge)
         bootproto = v.choice("bootproto", params.get("bootproto") or "dhcp", BOOTPROTOS)
         address = gateway = None
         if bootproto == "static":
@@ -129,8 +154,30 @@ class HostIpSpec:
             verify_timeout=v.seconds("verify_timeout", _default(params, "verify_timeout", 20), 1, 600),
             dhcp_timeout=v.seconds("dhcp_timeout", _default(params, "dhcp_timeout", 15), 1, 600),
             vswitchd_socket=params.get("vswitchd_socket") or None,
-            address6=address6, gateway6=gateway6, ipv6_autoconf=autoconf6,
+            address6=address6, gateway6=gateway6, ipv6_autoconf=autoconf6, bond=bond,
         )
+
+    @property
+    def port(self) -> str:
+        """The bridge's uplink port: the NIC, or the bond."""
+        return self.bond.name if self.bond is not None else self.uplink
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The NICs the uplink is made of (one without a bond)."""
+        return tuple(self.bond.members or ()) if self.bond is not None else (self.uplink,)
+
+    def with_address_source(self, member: str) -> HostIpSpec:
+        """The same spec with the addressing taken from bond member ``member``.
+
+        On the kernel datapath that member is enslaved first: the bonding driver gives the bond, and
+        every member, the MAC of its first member, so the bridge's MAC (the member's) stays the
+        member's too. Member order means nothing else to a kernel bond (the primary is explicit).
+        """
+        bond = self.bond
+        if bond is not None and self.datapath == "kernel" and bond.members and bond.members[0] != member:
+            bond = replace(bond, members=(member, *(m for m in bond.members if m != member)))
+        return replace(self, uplink=member, bond=bond)
 
     @property
     def interface(self) -> Optional[ipaddress.IPv4Interface]:
@@ -169,6 +216,10 @@ class HostIpSpec:
         data = asdict(self)
         for key in ("dns", "dns_search", "verify_targets", "address6"):
             data[key] = list(data[key])
+        del data["bond"]
+        if self.bond is not None:   # in the module's own form, so from_dict reads it back the same way
+            data["uplink"] = {"bond": self.bond.name, **self.bond.settings()}
+            data["address_source"] = self.uplink
         return data
 
     @classmethod

@@ -4,9 +4,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .. import kernel_bonds
 from ..errors import BackendError, ConflictError, NotFoundError, ValidationError
 from ..result import Result
-from . import clients, guard, move6, netops, snapshot, transaction
+from . import bond_uplink, clients, guard, move6, netops, snapshot, transaction
 from .spec import HostIpSpec
 
 STEPS = ("apply", "confirm", "report")
@@ -34,13 +35,19 @@ def _values(spec: HostIpSpec, **extra: Any) -> dict[str, Any]:
     """The addressing as the persistent formats need it; its IPv6 part is what the bridge carries when
     nothing was declared (the uplink's own, moved)."""
     addressing = {**spec.addressing(), **move6.addressing6(spec, extra.get("state"))}
-    return {"bridge": spec.bridge, "uplink": spec.uplink, "addressing": addressing, **extra}
+    bond = None
+    if spec.bond is not None:   # with the driver's option names for the formats that use them (BONDING_OPTS...)
+        record = spec.bond.record()
+        bond = {"name": spec.bond.name, **record, "driver_options": kernel_bonds.driver_options(record)}
+    return {"bridge": spec.bridge, "uplink": spec.port, "addressing": addressing, "bond": bond,
+            "address_source": spec.uplink, **extra}
 
 
 def _apply(spec: HostIpSpec, journal: guard.Journal, state_dir: str, params: Mapping[str, Any], context: Any) -> Result:
     resolv_conf = params.get("resolv_conf") or "/etc/resolv.conf"
     recovered = None if context.check_mode else guard.recover(journal)
     with netops.iproute() as ipr:
+        spec = bond_uplink.locate(ipr, spec, journal.read())
         done, differences = transaction.in_desired_state(ipr, spec, resolv_conf)
         before = snapshot.summary(ipr, spec, resolv_conf)
     if done:

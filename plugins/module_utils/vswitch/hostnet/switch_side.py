@@ -62,30 +62,37 @@ class PlannedSwitch:
     def _wanted(self, spec: HostIpSpec, uplink: Mapping[str, Any]) -> BridgeSpec:
         return BridgeSpec(name=spec.bridge, datapath=self.datapath, stp=spec.stp, forward_delay=spec.forward_delay,
                           mtu=spec.mtu or uplink["mtu"], mac=uplink["mac"] if spec.move_mac else None,
-                          uplink=spec.uplink)
+                          uplink=spec.port, bond=spec.bond)
 
-    def snapshot(self, ipr, spec: HostIpSpec) -> dict[str, Any]:
-        """The bridge and the uplink's port as the switch has them before the move."""
-        with self._host() as (_host, state):
+    def snapshot(self, ipr, spec: HostIpSpec, uplink: Mapping[str, Any]) -> dict[str, Any]:
+        """The bridge and the uplink's port as the switch has them before the move.
+
+        The whole plan is made here, in the module, and thrown away: whatever the planner refuses (a
+        bond member that is a port elsewhere, members with different MTUs, a mode or a bond the
+        datapath lacks) fails before the guard starts and anything changes.
+        """
+        with self._host() as (host, state):
             bridge = state.bridges.get(spec.bridge)
-            owner = state.bridge_of(spec.uplink)
+            owner = state.bridge_of(spec.port)
             if owner not in (None, spec.bridge):
-                raise ConflictError("uplink", spec.uplink, f"is already a port of {self.datapath} bridge '{owner}'")
-            port = state.ports.get(spec.uplink)
+                field = "uplink.bond" if spec.bond is not None else "uplink"
+                raise ConflictError(field, spec.port, f"is already a port of {self.datapath} bridge '{owner}'")
+            plan_bridge(self._wanted(spec, uplink), state, host.features)
+            port = state.ports.get(spec.port)
             return {"bridge": None if bridge is None else bridge.to_facts(),
                     "uplink_port": None if port is None else port.to_facts()}
 
     def attach(self, ipr, spec: HostIpSpec, uplink: dict[str, Any]) -> int:
         with self._host() as (host, state):
-            host.apply(plan_bridge(self._wanted(spec, uplink), state), state)
+            host.apply(plan_bridge(self._wanted(spec, uplink), state, host.features), state)
             return netops.require_index(ipr, "bridge", spec.bridge)
 
     def differences(self, ipr, spec: HostIpSpec, bridge: dict[str, Any], uplink: dict[str, Any]) -> list[str]:
         """What the planner would still change: empty when the switch side is as declared."""
-        with self._host() as (_host, state):
+        with self._host() as (host, state):
             if spec.bridge not in state.bridges:
                 return [f"{spec.bridge} is not a bridge of the {self.datapath} datapath"]
-            return [change.describe() for change in plan_bridge(self._wanted(spec, uplink), state)]
+            return [change.describe() for change in plan_bridge(self._wanted(spec, uplink), state, host.features)]
 
     def restore(self, ipr, spec: HostIpSpec, saved: Optional[dict[str, Any]], bridge_link: Optional[dict]) -> None:
         with self._host() as (host, state):
@@ -96,8 +103,8 @@ class PlannedSwitch:
                 settings = {key: before.get(key) for key in BRIDGE_SETTINGS if before.get(key) not in (None, "")}
                 changes = plan_bridge(BridgeSpec(name=spec.bridge, datapath=self.datapath, **settings), state)
                 joined_by_move = (saved or {}).get("uplink_port") is None
-                if joined_by_move and state.bridge_of(spec.uplink) == spec.bridge:
-                    changes.append(Change("del_port", spec.uplink, self.datapath, {"bridge": spec.bridge}))
+                if joined_by_move and state.bridge_of(spec.port) == spec.bridge:
+                    changes.append(Change("del_port", spec.port, self.datapath, {"bridge": spec.bridge}))
             host.apply(changes, state)
 
 

@@ -114,12 +114,16 @@ def _bridge_the_uplink(ipr, spec: HostIpSpec, snap: dict[str, Any], hold: Callab
     netops.flush_addresses(ipr, uplink_index)
     move6.unaddress_uplink(ipr, spec, snap, spec.bridge)
     hold("unaddressed")
-    if spec.mtu:
-        netops.set_link(ipr, uplink_index, mtu=spec.mtu)
-    netops.set_link(ipr, uplink_index, state="up")
+    for member in spec.members:   # the NIC, or every member of the bond
+        index = netops.require_index(ipr, "uplink", member)
+        if spec.mtu:
+            netops.set_link(ipr, index, mtu=spec.mtu)
+        netops.set_link(ipr, index, state="up")
     netops.set_link(ipr, bridge_index, state="up")
-    if sw.datapath == "kernel":
-        _wait_forwarding(ipr, uplink_index, spec)
+    if sw.datapath == "kernel":   # the bridge's port is the NIC or the bonding device (vswitchd's bond is no netdev)
+        port_index = netops.require_index(ipr, "uplink", spec.port)
+        netops.set_link(ipr, port_index, state="up")
+        _wait_forwarding(ipr, port_index, spec)
     hold("bridged")
     return bridge_index
 
