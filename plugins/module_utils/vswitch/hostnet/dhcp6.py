@@ -23,7 +23,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 from .probe import _mac_bytes
 
@@ -277,7 +277,7 @@ class _Socket:
         self.sock.close()
 
 
-Pick = Callable[[dict[str, Any], str], Optional[Any]]
+Pick = Callable[[Dict[str, Any], str], Optional[Any]]   # typing.Dict: evaluated at import, on Python 3.8 too
 
 
 def exchange(ifname: str, mac: str, build: Callable[[int, float], bytes], pick: Pick, timeout: float,

@@ -286,7 +286,8 @@ FAMILIES_ENV = "OPENVIF_DHCP_FAMILIES"   # the unit's per-bridge drop-in sets it
 
 def keepers(ifname: str, state_dir: str, families: str, release_on_stop: bool,
             stopping: threading.Event) -> list[LeaseKeeper]:
-    from .lease_keeper6 import Keeper6  # pylint: disable=import-outside-toplevel  (it builds on this module)
+    # imported here: lease_keeper6 builds on this module
+    from .lease_keeper6 import Keeper6  # pylint: disable=import-outside-toplevel
     kinds = {"4": Keeper, "6": Keeper6}
     chosen = [item.strip() for item in families.split(",") if item.strip()]
     bad = [item for item in chosen if item not in kinds]

@@ -83,4 +83,3 @@ class Keeper6(LeaseKeeper):
 
     def release(self, mac: str, lease: dhcp6.Lease6) -> None:
         dhcp6.release(self.ifname, mac, lease)
-
