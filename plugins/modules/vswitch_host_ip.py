@@ -86,6 +86,12 @@ options:
         answer a solicitation on the bridge before the change is kept.
       - Unset, the bridge accepts advertisements exactly as the uplink did.
     type: bool
+  dhcp6:
+    description:
+      - Get an IPv6 address on the bridge by DHCPv6 (IA_NA), with the same guard and rollback as the rest.
+        No lease within O(dhcp_timeout) fails the move and rolls back both families.
+      - Unset, as the uplink had it (a leased /128 address on it, or a DHCPv6 client running for it).
+    type: bool
   dns:
     description: DNS servers written to O(resolv_conf) (with DHCP, the lease's servers are used when empty).
     type: list
@@ -247,6 +253,12 @@ dhcp_clients_on_bridge:
   returned: step=apply, when nothing had to change
   type: list
   elements: list
+dhcp_renewers:
+  description:
+    - Per family (C(ipv4), C(ipv6)), the program name of the host's own DHCP client that renews the bridge's lease
+      (of RV(dhcp_clients_started), or of RV(dhcp_clients_on_bridge) when nothing had to change); null where none does.
+  returned: step=confirm, or step=apply when nothing had to change
+  type: dict
 restored:
   description: What the rollback put back (step=report).
   returned: step=report
@@ -272,6 +284,7 @@ ARGUMENT_SPEC = dict(
     address6=dict(type="list", elements="str", default=[]),
     gateway6=dict(type="str"),
     ipv6_autoconf=dict(type="bool"),
+    dhcp6=dict(type="bool"),
     dns=dict(type="list", elements="str", default=[]),
     dns_search=dict(type="list", elements="str", default=[]),
     mtu=dict(type="int"),

@@ -15,7 +15,8 @@ log() { printf 'molecule-image: %s\n' "$*" >&2; }
 
 SUITE=$OPENVIF_MOLECULE_RELEASE   # env.sh: bookworm unless the caller names another
 # Variants add packages and get an image of their own (OPENVIF_MOLECULE_VARIANT=nm: NetworkManager,
-# for the boot scenario's host whose network manager must leave the collection's interfaces alone).
+# for the boot scenario's host whose network manager must leave the collection's interfaces alone;
+# dhcp: dnsmasq, the DHCP server of the dhcp scenario's "physical network").
 VARIANT=${OPENVIF_MOLECULE_VARIANT:-}
 IMAGE=$OPENVIF_MOLECULE_IMAGE${VARIANT:+-$VARIANT}   # localhost/openvif-molecule:<release>[-<variant>]
 # What the scenarios need inside the container:
@@ -27,7 +28,8 @@ PKGS="python3,systemd,systemd-sysv,dbus,iproute2,iputils-ping,procps,tcpdump"
 case "$VARIANT" in
   "") ;;
   nm) PKGS="$PKGS,network-manager,libpam-systemd" ;;   # libpam-systemd: the logind polkitd needs
-  *) log "unknown image variant '$VARIANT' (known: nm)"; exit 1 ;;
+  dhcp) PKGS="$PKGS,dnsmasq-base" ;;   # the dhcp scenario's DHCPv4/DHCPv6 server and router, in a namespace
+  *) log "unknown image variant '$VARIANT' (known: nm, dhcp)"; exit 1 ;;
 esac
 # pyroute2 for the kernel backend. Debian 12 (the machine's own release, whose python3-pyroute2
 # 0.7.2 tests/integration/test_pyroute2_versions.py covers) gets the version the project pins, as a

@@ -55,9 +55,12 @@ def start_short_lease_dhcp(net: PhysicalNetwork) -> Path:
 
 
 def unit_command(unit: Path, instance: str) -> tuple[list[str], dict[str, str]]:
-    """ExecStart= (with %i) and Environment= of the unit file the role wrote, as systemd would run them."""
+    """ExecStart= (with %i) and Environment= of the unit file the role wrote and of the instance's drop-ins
+    (openvif-dhcp@INSTANCE.service.d/*.conf, read after it: their settings win), as systemd would run them."""
     argv, env = [], {"PATH": os.environ["PATH"]}
-    for line in unit.read_text().splitlines():
+    dropins = unit.parent / (unit.name.replace("@.", f"@{instance}.") + ".d")
+    texts = [unit.read_text()] + [p.read_text() for p in sorted(dropins.glob("*.conf"))]
+    for line in "\n".join(texts).splitlines():
         if line.startswith("ExecStart="):
             argv = line[len("ExecStart="):].replace("%i", instance).split()
         elif line.startswith("Environment="):

@@ -19,7 +19,7 @@ def test_static_with_netmask_is_normalised_like_ifcfg():
     assert spec.addressing() == {"bootproto": "static", "address": "172.16.0.102/16", "ip": "172.16.0.102",
                                  "prefix": 16, "netmask": "255.255.0.0", "gateway": "172.16.0.1",
                                  "dns": ["68.94.156.1", "68.94.157.1"], "dns_search": [],
-                                 "address6": [], "gateway6": None, "ipv6_autoconf": None}
+                                 "address6": [], "gateway6": None, "ipv6_autoconf": None, "dhcp6": None}
     assert HostIpSpec.from_dict(spec.to_dict()) == spec
 
 

@@ -102,11 +102,11 @@ def test_persisted_ipv6_is_what_the_bridge_carries_when_nothing_was_declared():
                      "learnt": False}]}
     # the kernel lists the newest first: the files list them in the order they were added
     assert move6.addressing6(spec, state) == {"address6": ["2001:db8::10/64", "2001:db8::11/64"],
-                                              "gateway6": "2001:db8::1", "ipv6_autoconf": True}
+                                              "gateway6": "2001:db8::1", "ipv6_autoconf": True, "dhcp6": False}
     assert move6.addressing6(spec, {"bridge": {"addresses6": []}, "routes6": []})["ipv6_autoconf"] is None
     declared = HostIpSpec.from_params({**BASE, "address6": "2001:db8::20/64", "ipv6_autoconf": False})
     assert move6.addressing6(declared, state) == {"address6": ["2001:db8::20/64"], "gateway6": None,
-                                                  "ipv6_autoconf": False}
+                                                  "ipv6_autoconf": False, "dhcp6": False}
 
 
 def test_rollback_comparison_and_description_cover_ipv6():

@@ -42,7 +42,7 @@ CASES: dict[str, dict] = {
                          "ip": "192.0.2.10", "prefix": 24, "netmask": "255.255.255.0", "gateway": None,
                          "dns": ["192.0.2.53"], "dns_search": ["lab.example", "example"]},
 }
-NO_IPV6 = {"address6": [], "gateway6": None, "ipv6_autoconf": None}
+NO_IPV6 = {"address6": [], "gateway6": None, "ipv6_autoconf": None, "dhcp6": False}
 for _case in CASES.values():
     _case.update(NO_IPV6)
 # Dual stack as tests/integration/test_bridge_role_ipv6.py declares it: two static IPv6 addresses, a
@@ -51,6 +51,10 @@ CASES["static6"] = dict(CASES["lab_static"], dns=[], dns_search=[], address6=["2
                         gateway6="2001:db8:77::1", ipv6_autoconf=False)
 CASES["slaac"] = dict(CASES["dhcp"], ipv6_autoconf=True)
 CASES["linklocal_gw6"] = dict(CASES["static"], address6=["2001:db8::102/64"], gateway6="fe80::1")
+# DHCPv6 (tests/integration/test_bridge_role_dhcp6.py): beside DHCPv4, with the router's advertisements
+# accepted (the default route comes from them); and beside a static IPv4 address and a static IPv6 one.
+CASES["dhcp6"] = dict(CASES["dhcp"], dhcp6=True, ipv6_autoconf=True)
+CASES["static_dhcp6"] = dict(CASES["lab_static"], dhcp6=True, address6=["fd00:77::50/64"])
 # datapath: userspace, where the IP lives on vswitchd's internal port: networkd only.
 CASES["userspace_dhcp"] = dict(CASES["dhcp"], datapath="userspace")
 FORMATS = {"userspace_dhcp": ["networkd"]}
@@ -183,7 +187,8 @@ def ipv6_from_ifcfg(br: dict[str, str], bridge: str) -> dict:
         assert zone == bridge, "a link-local gateway needs its interface"
     return {"address6": ([br["IPV6ADDR"]] if "IPV6ADDR" in br else []) + br.get("IPV6ADDR_SECONDARIES", "").split(),
             "gateway6": gateway,
-            "ipv6_autoconf": {"yes": True, "no": False, None: None}[br.get("IPV6_AUTOCONF")]}
+            "ipv6_autoconf": {"yes": True, "no": False, None: None}[br.get("IPV6_AUTOCONF")],
+            "dhcp6": {"yes": True, None: False}[br.get("DHCPV6C")]}
 
 
 def cfg_from_networkd(files: dict[str, str], cfg: dict) -> dict:
@@ -207,9 +212,16 @@ def cfg_from_networkd(files: dict[str, str], cfg: dict) -> dict:
     iface = ipaddress.IPv4Interface(address) if address else None
     gateways = [v for k, v in net if k == "Gateway"]
     accept_ra = dict(net).get("IPv6AcceptRA")
-    dhcp = dict(net).get("DHCP") == "ipv4"
+    dhcp_says = dict(net).get("DHCP")
+    dhcp, dhcp6 = dhcp_says in ("ipv4", "yes"), dhcp_says in ("ipv6", "yes")
     if dhcp:
         assert dict(network["DHCPv4"])["ClientIdentifier"] == "mac"
+    if dhcp6:   # the identity of the move's client: DUID-LL of the MAC, IAID its last four octets
+        dhcpv6 = dict(network["DHCPv6"])
+        assert dhcpv6["DUIDType"] == "link-layer"
+        assert dhcpv6.get("IAID") == (str(int("".join(cfg["mac"].split(":")[2:]), 16)) if cfg["mac"] else None)
+    else:
+        assert "DHCPv6" not in network
     mtu = nd.get("MTUBytes") or dict(uplink.get("Link", [])).get("MTUBytes")
     return {
         "bridge": nd["Name"], "uplink": dict(uplink["Match"])["Name"],
@@ -223,7 +235,7 @@ def cfg_from_networkd(files: dict[str, str], cfg: dict) -> dict:
         "dns_search": dict(net).get("Domains", "").split(),
         "address6": [v for k, v in net if k == "Address" and ":" in v],
         "gateway6": next((g for g in gateways if ":" in g), None),
-        "ipv6_autoconf": {"yes": True, "no": False, None: None}[accept_ra],
+        "ipv6_autoconf": {"yes": True, "no": False, None: None}[accept_ra], "dhcp6": dhcp6,
     }
 
 
@@ -249,19 +261,28 @@ def cfg_from_ifupdown(files: dict[str, str], cfg: dict) -> dict:
 
 
 def ipv6_from_ifupdown(stanzas: list[dict]) -> dict:
-    """``iface X inet6 static|auto``: the first carries gateway and RA switches, each adds one address."""
+    """``iface X inet6 static|auto|dhcp``: the first carries gateway and RA switches, each adds one address.
+    After ``inet6 dhcp`` (whose only option is autoconf) every static stanza adds an address, the first
+    with the gateway."""
     if not stanzas:
         return dict(NO_IPV6)
     first = stanzas[0]["options"]
+    if stanzas[0]["method"] == "dhcp":
+        assert set(first) <= {"autoconf"}, first
+        static = [s["options"] for s in stanzas[1:]]
+        assert all(s["method"] == "static" for s in stanzas[1:])
+        autoconf = first.get("autoconf")
+        return {"address6": [s["address"] for s in static], "gateway6": static[0].get("gateway") if static else None,
+                "ipv6_autoconf": None if autoconf is None else autoconf == "1", "dhcp6": True}
     if stanzas[0]["method"] == "auto":
         assert len(stanzas) == 1 and not first
-        return {"address6": [], "gateway6": None, "ipv6_autoconf": True}
+        return {"address6": [], "gateway6": None, "ipv6_autoconf": True, "dhcp6": False}
     assert all(s["method"] == "static" for s in stanzas)
     assert all(list(s["options"]) == ["address"] for s in stanzas[1:]), "later stanzas only add an address"
     assert first.get("accept_ra", first.get("autoconf")) == first.get("autoconf", first.get("accept_ra"))
     autoconf = first.get("autoconf")
     return {"address6": [s["options"]["address"] for s in stanzas], "gateway6": first.get("gateway"),
-            "ipv6_autoconf": None if autoconf is None else autoconf == "1"}
+            "ipv6_autoconf": None if autoconf is None else autoconf == "1", "dhcp6": False}
 
 
 PARSERS = {"ifcfg": cfg_from_ifcfg, "networkd": cfg_from_networkd, "ifupdown": cfg_from_ifupdown}

@@ -128,6 +128,8 @@ def test_networkmanager_parses_the_keyfiles_as_meant(case):
     assert (ipv6.get("gateway") or next((gw for unused, sep, gw in entries if gw), None)) == cfg["gateway6"]
     if cfg["ipv6_autoconf"]:   # SLAAC keeps the address the kernel made from the MAC before the move
         assert ipv6["addr-gen-mode"] == "eui64"
+    if cfg["dhcp6"]:           # the identity of the move's DHCPv6 client: DUID-LL, IAID from the MAC
+        assert (ipv6["dhcp-duid"], ipv6["dhcp-iaid"]) == ("ll", "mac")
 
     pconn = port["connection"]
     assert (pconn["type"], pconn["interface-name"]) == ("ethernet", cfg["uplink"])
@@ -139,8 +141,10 @@ def test_networkmanager_parses_the_keyfiles_as_meant(case):
 
 
 def nm_ipv6_method(cfg: dict) -> str:
-    """What the keyfile must tell NetworkManager to do with IPv6, from the role's declaration."""
-    if cfg["ipv6_autoconf"]:
+    """What the keyfile must tell NetworkManager to do with IPv6, from the role's declaration. DHCPv6 is
+    "auto" (DHCPv6 when the advertisement's M flag says so, routes from the advertisement), not "dhcp",
+    which ignores advertisements and so would leave the host without an IPv6 default route."""
+    if cfg["ipv6_autoconf"] or cfg["dhcp6"]:
         return "auto"
     if cfg["address6"] or cfg["gateway6"]:
         return "manual"
@@ -191,11 +195,11 @@ def test_netplan_generate_accepts_it_and_networkd_gets_bridge_uplink_address(cas
     assert not [k for k, unused in port["Network"] if k in ("Address", "DHCP", "Gateway")], "uplink keeps no address"
     net = dict(units[f"10-netplan-{bridge}.network"]["Network"])
     if cfg["bootproto"] == "dhcp":
-        assert net["DHCP"] == "ipv4"
+        assert net["DHCP"] == ("yes" if cfg["dhcp6"] else "ipv4")
         assert dict(units[f"10-netplan-{bridge}.network"]["DHCP"])["ClientIdentifier"] == "mac"
     else:
         network = units[f"10-netplan-{bridge}.network"]
-        assert "DHCP" not in net
+        assert net.get("DHCP") == ("ipv6" if cfg["dhcp6"] else None)
         assert [v for k, v in network["Network"] if k == "Address" and ":" not in v] == [f"{cfg['ip']}/{cfg['prefix']}"]
         gateways = [v for k, v in network.get("Route", []) if k == "Gateway" and ":" not in v]
         assert gateways == ([cfg["gateway"]] if cfg["gateway"] else [])

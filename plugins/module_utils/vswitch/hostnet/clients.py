@@ -13,7 +13,7 @@ import signal
 import time
 from typing import Any
 
-NAMES = ("dhclient", "udhcpc", "dhcpcd", "pump")
+NAMES = ("dhclient", "udhcpc", "udhcpc6", "dhcpcd", "pump")
 
 
 def _netns() -> int:
@@ -43,6 +43,17 @@ def _processes() -> list[dict[str, Any]]:
             continue
         found.append({"pid": int(pid), "argv": argv})
     return found
+
+
+def families(argv: list[str]) -> set[int]:
+    """Which address families a client's command line serves: dhclient and dhcpcd say -4/-6 (dhclient
+    without either is IPv4, dhcpcd without either does both), udhcpc6 is IPv6, the others IPv4."""
+    name = os.path.basename(argv[0]) if argv else ""
+    if name == "udhcpc6" or (name in ("dhclient", "dhcpcd") and "-6" in argv[1:]):
+        return {6}
+    if name == "dhcpcd" and "-4" not in argv[1:]:
+        return {4, 6}
+    return {4}
 
 
 def find(interface: str) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any, Optional
 
 from ..errors import ConflictError, VswitchError
-from . import clients, netops, snapshot, transaction
+from . import clients, move_dhcp6, netops, snapshot, transaction
 from .spec import HostIpSpec
 
 STATE_DIR = "/run/openvif/hostnet"  # tmpfs: after a reboot the persisted files rule
@@ -90,6 +90,8 @@ def apply_budget(spec: HostIpSpec) -> float:
     """The longest the applier may take: forwarding wait, DHCP, verification, and slack."""
     stp_wait = 2 * spec.forward_delay + 5 if spec.stp else 3
     dhcp_wait = spec.dhcp_timeout if spec.bootproto == "dhcp" else 0
+    if spec.dhcp6 is not False:  # unset may mean yes (as the uplink had it): its link-local wait, then DHCPv6
+        dhcp_wait += spec.verify_timeout + spec.dhcp_timeout
     # gateway ARP, each target, and on the IPv6 side link-local DAD, a router's answer and the gateway's
     return stp_wait + dhcp_wait + spec.verify_timeout * (4 + len(spec.verify_targets)) + 10
 
@@ -239,12 +241,16 @@ def _await_commit(journal: Journal, data: dict[str, Any]) -> None:
 
 
 def _rehome(data: dict[str, Any]) -> list[list[str]]:
-    """With DHCP, the client the uplink had now renews the bridge's lease (static: it stays stopped)."""
+    """The clients the uplink had now renew the bridge's leases, each for a family the bridge leases
+    (DHCPv4 with bootproto dhcp, DHCPv6 when the move asked for it); the others stay stopped."""
     spec = _spec_of(data)
-    if spec.bootproto != "dhcp":
-        return []
+    leased = {4} if spec.bootproto == "dhcp" else set()
+    if move_dhcp6.wanted(spec, data["snapshot"]):
+        leased.add(6)
     started = []
     for client in data["snapshot"].get("dhcp_clients") or []:
+        if not clients.families(client["argv"]) & leased:
+            continue
         argv = clients.rehome(client["argv"], spec.uplink, spec.bridge)
         clients.start(argv)
         started.append(argv)

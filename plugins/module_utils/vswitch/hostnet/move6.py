@@ -12,7 +12,7 @@ import time
 from typing import Any, Optional
 
 from ..errors import ValidationError
-from . import netops, probe
+from . import dhcp6, netops, probe
 from .spec import HostIpSpec
 
 
@@ -44,7 +44,9 @@ def _declared_field(spec: HostIpSpec) -> tuple[str, Any]:
         return "address6", list(spec.address6)
     if spec.gateway6:
         return "gateway6", spec.gateway6
-    return "ipv6_autoconf", spec.ipv6_autoconf
+    if spec.ipv6_autoconf is not None:
+        return "ipv6_autoconf", spec.ipv6_autoconf
+    return "dhcp6", spec.dhcp6
 
 
 def uses_ra(snap: dict[str, Any]) -> bool:
@@ -63,7 +65,7 @@ def wanted_sysctls(spec: HostIpSpec, snap: dict[str, Any]) -> Optional[dict[str,
         return None  # no IPv6 in this kernel
     if spec.ipv6_autoconf is not None:
         up["accept_ra"] = up["autoconf"] = int(spec.ipv6_autoconf)
-    if spec.address6 or spec.gateway6 or spec.ipv6_autoconf:
+    if spec.address6 or spec.gateway6 or spec.ipv6_autoconf or spec.dhcp6:
         up["disable_ipv6"] = 0
     return up
 
@@ -117,7 +119,7 @@ def _remaining(addr: dict[str, Any], elapsed: int) -> dict[str, Any]:
     return addr
 
 
-def _ready_link_local(ipr, bridge_index: int, timeout: float) -> Optional[str]:
+def ready_link_local(ipr, bridge_index: int, timeout: float) -> Optional[str]:
     """The bridge's link-local address once duplicate detection has passed (it cannot be a source before)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -139,7 +141,7 @@ def verify(ipr, spec: HostIpSpec, snap: dict[str, Any], bridge_index: int, mac: 
     if not needs_ra and not gateway:
         return verified
     if needs_ra:
-        link_local = _ready_link_local(ipr, bridge_index, spec.verify_timeout)
+        link_local = ready_link_local(ipr, bridge_index, spec.verify_timeout)
         if link_local is None:
             raise Verify6Error("bridge", spec.bridge, f"got no usable IPv6 link-local address within "
                                                       f"{spec.verify_timeout:g} s (duplicate address detection)")
@@ -154,7 +156,7 @@ def verify(ipr, spec: HostIpSpec, snap: dict[str, Any], bridge_index: int, mac: 
                if a["address"] not in netops.tentative6(ipr, bridge_index)]
         source = own[0] if own and not gateway.lower().startswith("fe80") else None
         if source is None:
-            source = _ready_link_local(ipr, bridge_index, spec.verify_timeout)
+            source = ready_link_local(ipr, bridge_index, spec.verify_timeout)
         if not probe.neighbour_probe(spec.bridge, mac, source, gateway, spec.verify_timeout):
             raise Verify6Error("gateway6", gateway, f"did not answer neighbour discovery on {spec.bridge} "
                                                     f"within {spec.verify_timeout:g} s")
@@ -185,10 +187,13 @@ def differences(ipr, spec: HostIpSpec, bridge: dict[str, Any], uplink: dict[str,
 
 def addressing6(spec: HostIpSpec, state: Optional[dict[str, Any]]) -> dict[str, Any]:
     """The IPv6 configuration to persist: as declared, else as the bridge carries it now."""
+    bridge = (state or {}).get("bridge") or {}
+    # DHCPv6: as declared, else as the bridge has it now (a leased /128 on it: the move asked for one)
+    dhcp6_on = spec.dhcp6 if spec.dhcp6 is not None else any(
+        dhcp6.is_lease_address(a) for a in bridge.get("addresses6") or [])
     if spec.address6 or spec.gateway6:
         return {"address6": list(spec.address6), "gateway6": spec.gateway6.split("%")[0] if spec.gateway6 else None,
-                "ipv6_autoconf": spec.ipv6_autoconf}
-    bridge = (state or {}).get("bridge") or {}
+                "ipv6_autoconf": spec.ipv6_autoconf, "dhcp6": dhcp6_on}
     static = [f"{a['address']}/{a['prefixlen']}" for a in reversed(bridge.get("addresses6") or [])
               if a["valid_lft"] == netops.FOREVER]
     gateway = next((r["gateway"] for r in (state or {}).get("routes6") or []
@@ -197,4 +202,4 @@ def addressing6(spec: HostIpSpec, state: Optional[dict[str, Any]]) -> dict[str, 
         r.get("learnt") for r in (state or {}).get("routes6") or [] if r["dev"] == spec.bridge)
     # None: nothing to say, the host's default stays (files for an IPv4-only bridge do not change)
     autoconf = spec.ipv6_autoconf if spec.ipv6_autoconf is not None else (True if slaac else None)
-    return {"address6": static, "gateway6": gateway, "ipv6_autoconf": autoconf}
+    return {"address6": static, "gateway6": gateway, "ipv6_autoconf": autoconf, "dhcp6": dhcp6_on}

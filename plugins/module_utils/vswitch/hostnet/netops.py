@@ -346,6 +346,11 @@ def add_address6(ipr, index: int, addr: dict[str, Any], nodad: bool = False) -> 
                                f"could not be added to {name_of(ipr, index)}: {err}") from err
 
 
+def del_address6(ipr, index: int, addr: dict[str, Any]) -> None:
+    """Remove one address; one already gone (its lifetime ran out) is no error."""
+    _del_address6(ipr, index, addr)
+
+
 def _del_address6(ipr, index: int, addr: dict[str, Any]) -> None:
     try:
         ipr.addr("del", index=index, family=AF_INET6, address=addr["address"], prefixlen=addr["prefixlen"])

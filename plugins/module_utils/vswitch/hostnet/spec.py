@@ -102,6 +102,7 @@ class HostIpSpec:
     address6: tuple[str, ...] = ()      # '2001:db8::10/64', ...: declared static IPv6 (none: carry the uplink's)
     gateway6: Optional[str] = None      # '2001:db8::1' or 'fe80::1%xenbr0'
     ipv6_autoconf: Optional[bool] = None  # SLAAC on the bridge (None: as the uplink had it)
+    dhcp6: Optional[bool] = None        # a DHCPv6 address on the bridge (None: as the uplink had it)
     # A bond as the uplink (``uplink: {bond: bond0, members: [...], ...}``, as vswitch_bridge takes it);
     # ``uplink`` is then the member whose addressing moves (the one holding the IP, else the first).
     bond: Optional[BondSpec] = None
@@ -154,7 +155,8 @@ class HostIpSpec:
             verify_timeout=v.seconds("verify_timeout", _default(params, "verify_timeout", 20), 1, 600),
             dhcp_timeout=v.seconds("dhcp_timeout", _default(params, "dhcp_timeout", 15), 1, 600),
             vswitchd_socket=params.get("vswitchd_socket") or None,
-            address6=address6, gateway6=gateway6, ipv6_autoconf=autoconf6, bond=bond,
+            address6=address6, gateway6=gateway6, ipv6_autoconf=autoconf6,
+            dhcp6=v.optional(v.boolean, "dhcp6", params.get("dhcp6")), bond=bond,
         )
 
     @property
@@ -206,11 +208,12 @@ class HostIpSpec:
             "address6": list(self.address6),
             "gateway6": self.gateway6.split("%")[0] if self.gateway6 else None,
             "ipv6_autoconf": self.ipv6_autoconf,
+            "dhcp6": self.dhcp6,
         }
 
     @property
     def ipv6_declared(self) -> bool:
-        return spec6.declared(self.address6, self.gateway6, self.ipv6_autoconf)
+        return spec6.declared(self.address6, self.gateway6, self.ipv6_autoconf) or self.dhcp6 is True
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

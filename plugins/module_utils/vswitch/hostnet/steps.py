@@ -1,6 +1,7 @@
 """The ``vswitch_host_ip`` module's steps: apply (up to verified), confirm, report."""
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,7 +54,8 @@ def _apply(spec: HostIpSpec, journal: guard.Journal, state_dir: str, params: Map
     if done:
         return Result(changed=False, before=before, after=before,
                       values=_values(spec, pending=False, state=before, recovered=_brief(recovered),
-                                     dhcp_clients_on_bridge=[c["argv"] for c in clients.find(spec.bridge)]))
+                                     dhcp_clients_on_bridge=[c["argv"] for c in clients.find(spec.bridge)],
+                                     dhcp_renewers=_renewers([c["argv"] for c in clients.find(spec.bridge)])))
     if context.check_mode:
         with netops.iproute() as ipr:
             snapshot.take(ipr, spec, resolv_conf)
@@ -92,7 +94,8 @@ def _confirm(journal: guard.Journal, token: str, context: Any) -> Result:
         return Result(changed=True, after=data.get("after"), values={
             "phase": "committed", "token": token, "state": data.get("after"),
             # the uplink's own DHCP clients, started again for the bridge: they renew its lease now
-            "dhcp_clients_started": data.get("dhcp_clients_started") or []})
+            "dhcp_clients_started": data.get("dhcp_clients_started") or [],
+            "dhcp_renewers": _renewers(data.get("dhcp_clients_started") or [])})
     if data.get("phase") in ("rolled_back", "restore_failed"):
         raise _failure(data)
     raise ConflictError("token", token, f"was written but the guard did not acknowledge it within "
@@ -108,6 +111,14 @@ def _report(journal: guard.Journal, token: str) -> Result:
                                          "restored": data.get("restored"),
                                          "restored_summary": snapshot.describe(data.get("restored") or {}),
                                          "previous_summary": snapshot.describe(data.get("snapshot") or {})})
+
+
+def _renewers(argvs: list[list[str]]) -> dict[str, Any]:
+    """The host's own client renewing each family on the bridge (its program's name), or None."""
+    def first(family: int) -> Any:
+        return next((os.path.basename(argv[0]) for argv in argvs if argv and family in clients.families(argv)), None)
+
+    return {"ipv4": first(4), "ipv6": first(6)}
 
 
 def _brief(data: Any) -> Any:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..errors import BackendError
-from . import clients, dhcp, move6, netops, probe, switch_side
+from . import clients, dhcp, move6, move_dhcp6, netops, probe, switch_side
 from .snapshot import nameservers
 from .spec import HostIpSpec
 
@@ -33,6 +33,7 @@ def in_desired_state(ipr, spec: HostIpSpec, resolv_conf: str) -> tuple[bool, lis
     if uplink["addresses"]:
         diffs.append(f"{spec.uplink} still has IPv4 addresses")
     diffs.extend(move6.differences(ipr, spec, bridge, uplink))
+    diffs.extend(move_dhcp6.differences(spec, bridge))
     if spec.mtu and bridge["mtu"] != spec.mtu:
         diffs.append(f"{spec.bridge} mtu is {bridge['mtu']}, not {spec.mtu}")
     if spec.move_mac and bridge["mac"] != uplink["mac"]:
@@ -89,15 +90,22 @@ def apply(ipr, spec: HostIpSpec, snap: dict[str, Any], hold: Optional[Callable[[
                                     strict=False)
     gateway = _move_routes(ipr, spec, snap, addressing, network)
     gateway6 = move6.address_bridge(ipr, spec, snap, bridge_index)
+    try:
+        lease6 = move_dhcp6.lease_on_bridge(ipr, spec, snap, bridge_index, mac)
+    except move6.Verify6Error as err:
+        raise VerifyError(err.field, err.value, err.reason) from None
     _point_resolv_conf(spec, snap, addressing.lease)
     hold("addressed")
     verified = _verify(spec, mac, addressing.own_ip, gateway, network)
+    if lease6:
+        verified.append(f"DHCPv6 server {lease6.server} leased {lease6.address} for {lease6.valid} s")
     try:
         verified += move6.verify(ipr, spec, snap, bridge_index, mac, gateway6)
     except move6.Verify6Error as err:
         raise VerifyError(err.field, err.value, err.reason) from None
     lease = addressing.lease
-    return {"lease": lease.to_dict() if lease else None, "gateway": gateway, "gateway6": gateway6,
+    return {"lease": lease.to_dict() if lease else None, "lease6": lease6.to_dict() if lease6 else None,
+            "gateway": gateway, "gateway6": gateway6,
             "address": f"{addressing.own_ip}/{network.prefixlen}",
             "address6": [f"{a['address']}/{a['prefixlen']}" for a in netops.read_addresses6(ipr, bridge_index)],
             "verified": verified}

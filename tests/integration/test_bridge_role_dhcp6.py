@@ -1,0 +1,204 @@
+"""DHCPv6 through the move, in namespaces with a real DHCPv6 server: the 'physical network' namespace runs
+dnsmasq as DHCPv6 server (a 120 s lease, its shortest) and router (advertisements with the M flag: the
+prefix on-link without SLAAC, the default route). The host's uplink holds a DHCPv6 lease that nothing
+renews (the installer's client has exited); the move carries it to the bridge and asks the server again
+from there, the role reports that openvif-dhcp renews it, and the collection's client, run as the unit
+the role wrote runs it, keeps it past two lifetimes (a kill -9 halfway resumed from its state file),
+releasing it on SIGTERM. dnsmasq's log is the proof of every exchange. Where no DHCPv6 server answers, the
+move rolls back both families byte for byte. Names start with 'd6'; every wait is bounded.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from netlab import sh
+from test_bridge_role import PhysicalNetwork
+from test_bridge_role_ipv6 import STATIC4, DualStackNetwork, TcpSession6
+from test_lease_keeper import unit_command
+
+NETLAB_PREFIX = "d6"   # this area's namespaces (tests/conftest.py)
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MODULE_UTILS = Path(__file__).resolve().parents[2] / "plugins" / "module_utils"
+GATEWAY6 = "2001:db8:77::1"
+DUID = "00:03:00:01:02:00:00:77:00:50"     # DUID-LL of HOST_MAC: the client's identity
+LEASE = 120                                 # dnsmasq's shortest
+# Take a lease on the uplink with the collection's DHCPv6 client and exit, as an installer's client would:
+# the uplink then has a leased /128 that nothing renews.
+TAKE_LEASE = """
+import sys
+from vswitch.hostnet import dhcp6, lease_keeper6, netops
+lease = dhcp6.obtain("eth0", sys.argv[1], 20)
+with netops.iproute() as ipr:
+    lease_keeper6.install(ipr, netops.index_of(ipr, "eth0"), lease)
+print(lease.address)
+"""
+
+
+class Dhcp6Network(PhysicalNetwork):
+    """PhysicalNetwork (IPv4 static on the host) plus a DHCPv6 server and router in phys."""
+
+    def __init__(self, lab, env, tmp: Path) -> None:
+        super().__init__(lab, env, tmp)
+        self.lab.run(self.phys, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        self.lab.run(self.phys, "ip", "addr", "add", f"{GATEWAY6}/64", "dev", "eth0", "nodad")
+        self.log = tmp / "dnsmasq6.log"
+        self.start_dhcp6()
+        self.wait_for(lambda: self.default6("eth0"), 20)   # the advertisement arrived
+        env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(MODULE_UTILS)}
+        self.uplink_lease = subprocess.run(
+            ["ip", "netns", "exec", self.host, sys.executable, "-c", TAKE_LEASE, "02:00:00:77:00:50"],
+            env=env, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+        self.wait_for(lambda: '"tentative"' not in sh("ip", "-n", self.host, "-j", "addr").stdout, 15)
+
+    def start_dhcp6(self, dhcp: bool = True) -> None:
+        pid_file = self.tmp / "dnsmasq6.pid"
+        pid_file.unlink(missing_ok=True)
+        mode = f"2001:db8:77::100,2001:db8:77::1ff,64,{LEASE}" if dhcp else "2001:db8:77::,ra-only,64,1h"
+        sh("ip", "netns", "exec", self.phys, "dnsmasq", "--conf-file=/dev/null", "--port=0", "--interface=eth0",
+           "--bind-interfaces", "--enable-ra", f"--dhcp-range={mode}", "--ra-param=eth0,10,600",
+           f"--dhcp-leasefile={self.tmp / 'leases6'}", f"--pid-file={pid_file}", "--log-dhcp",
+           f"--log-facility={self.log}")
+        self.wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 10)
+        self.dnsmasq_pid = int(pid_file.read_text())
+
+    def stop_dhcp6(self) -> None:
+        os.kill(self.dnsmasq_pid, signal.SIGTERM)
+        pid, self.dnsmasq_pid = self.dnsmasq_pid, None
+        self.wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10)
+
+    wait_for = staticmethod(DualStackNetwork.wait_for)
+    default6 = DualStackNetwork.default6
+    ipv6 = DualStackNetwork.ipv6
+    exact = DualStackNetwork.exact
+    settle = DualStackNetwork.settle
+
+    def leased(self, dev: str) -> list[dict]:
+        """The link's DHCPv6 addresses (/128 with a lifetime), as `ip` shows them."""
+        out = json.loads(sh("ip", "-n", self.host, "-j", "-6", "addr", "show", "dev", dev, "scope", "global").stdout)
+        return [a for link in out for a in link["addr_info"]
+                if a.get("prefixlen") == 128 and a.get("valid_life_time") != 4294967295]
+
+    def replies(self, kind: str) -> int:
+        """How often dnsmasq answered a message of ``kind`` (SOLICIT, RENEW, ...) from our client with a
+        Reply granting the address: its log prints the message, then the Reply with the same serial."""
+        lines = self.log.read_text().splitlines() if self.log.exists() else []
+        asked = {line.split()[4] for line in lines if f"DHCP{kind}(eth0) {DUID}" in line}
+        return sum(1 for line in lines if "DHCPREPLY(eth0)" in line and line.split()[4] in asked
+                   and self.uplink_lease in line)
+
+
+@pytest.fixture
+def net6(netlab, ansible_env, tmp_path):
+    net = None
+    try:
+        net = Dhcp6Network(netlab, ansible_env, tmp_path)
+        yield net
+    finally:
+        if net:
+            net.stop()
+
+
+def keeper_vars(net) -> dict:
+    return {"bridge_persist": False, "bridge_dhcp_python": sys.executable,
+            "bridge_dhcp_install_dir": str(MODULE_UTILS), "bridge_dhcp_state_dir": str(net.tmp / "dhcp-state"),
+            **STATIC4}
+
+
+def start_keeper(net, unit: Path, out) -> subprocess.Popen:
+    argv, env = unit_command(unit, "xenbr0")
+    proc = subprocess.Popen(["ip", "netns", "exec", net.host, *argv], env=env, stdout=out, stderr=subprocess.STDOUT)
+    net.procs.append(proc)
+    return proc
+
+
+def test_dhcp6_lease_moves_with_a_tcp_session_and_openvif_dhcp_keeps_it_past_two_lifetimes(net6):
+    net = net6
+    address = net.uplink_lease
+    assert [a["local"] for a in net.leased("eth0")] == [address]
+    session = TcpSession6(net, address)
+    rc, out, _stats = net.play(**keeper_vars(net))   # bridge_dhcp6 unset: as the uplink had it
+    echo = session.finish()
+    assert rc == 0, out
+    assert echo["error"] is None and echo["echoed"] == echo["sent"] > 10, echo
+    assert "DHCPv6 lease on xenbr0 renewed by: openvif-dhcp" in out, out
+    assert "DHCP lease on xenbr0 renewed by: none (static)" in out, out
+    assert net.ipv6("eth0") == [] and [a["local"] for a in net.leased("xenbr0")] == [address]
+    verified = net.journal()["result"]["verified"]
+    assert any(line.startswith("DHCPv6 server fe80::") and address in line for line in verified), verified
+    assert net.replies("SOLICIT") >= 2, net.log.read_text()   # the uplink's lease, then the bridge's
+    (default,) = net.default6("xenbr0")
+    assert default["protocol"] == "ra", default
+    print(f"DHCPv6 move: {address} kept, TCP over IPv6 kept ({echo['echoed']} echoes, worst {echo['worst_rtt']} s)")
+
+    unit = net.root / "etc" / "systemd" / "system" / "openvif-dhcp@.service"
+    dropin = unit.parent / "openvif-dhcp@xenbr0.service.d" / "families.conf"
+    assert "Environment=OPENVIF_DHCP_FAMILIES=6" in dropin.read_text()
+    state = net.tmp / "dhcp-state" / "xenbr0.lease6"
+    moved_at, renewed_at_move = time.monotonic(), net.replies("RENEW")
+    keeper_log = open(net.tmp / "keeper.log", "ab")
+    try:
+        first = start_keeper(net, unit, keeper_log)
+        time.sleep(LEASE + 10)   # halfway through the second lifetime: kill -9; it must resume from its file
+        assert first.poll() is None, (net.tmp / "keeper.log").read_text()
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        assert json.loads(state.read_text())["address"] == address
+        second = start_keeper(net, unit, keeper_log)
+        deadline = moved_at + 2 * LEASE + 15
+        while time.monotonic() < deadline:
+            assert second.poll() is None, (net.tmp / "keeper.log").read_text()
+            assert [a["local"] for a in net.leased("xenbr0")] == [address]  # `ip` drops it once expired
+            time.sleep(5)
+        lifetime_now = net.leased("xenbr0")[0]["valid_life_time"]
+        renewals = net.replies("RENEW") - renewed_at_move
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+    finally:
+        keeper_log.close()
+    text = (net.tmp / "keeper.log").read_text()
+    assert second.returncode == 0, text
+    print(f"DHCPv6 keeper: {renewals} Renew/Reply exchanges in {2 * LEASE + 15} s with a {LEASE} s lease; "
+          f"address valid for {lifetime_now} s more at the end")
+    assert renewals >= 3 and text.count("renew: ") >= 3, net.log.read_text() + text
+    assert "resuming the lease" in text, text
+    assert f"DHCPRELEASE(eth0) {DUID}" in net.log.read_text()
+    assert not state.exists() and net.leased("xenbr0") == [], "released, the address is given up"
+    assert net.reachable()   # IPv4 untouched throughout
+
+
+def test_no_dhcp6_server_rolls_back_both_families(net6):
+    """The router still advertises, but nothing answers DHCPv6 on the bridge: the move is undone and both
+    families come back as they were; the uplink's lease is back with its lifetime (which counts down, so
+    lifetimes and expiries are what the comparison leaves out)."""
+    net = net6
+    net.stop_dhcp6()
+    net.start_dhcp6(dhcp=False)   # ra-only: the prefix for SLAAC now, no DHCPv6
+    net.wait_for(lambda: len(net.ipv6("eth0")) == 2 and net.default6("eth0"), 20)
+    before = net.exact(clock=True)
+    rc, out, _stats = net.play(**keeper_vars(net))
+    assert rc != 0 and "dhcp6" in out and "no DHCPv6 lease" in out and "rolled back by itself" in out, out
+    assert net.journal()["phase"] == "rolled_back"
+    assert net.exact(clock=True) == before
+    assert [a["local"] for a in net.leased("eth0")] == [net.uplink_lease] and net.reachable()
+
+
+def test_dhcp6_declared_where_no_server_answers_rolls_back_byte_for_byte(netlab, ansible_env, tmp_path):
+    """A static dual-stack host (no advertisements, no DHCPv6 anywhere) asked for bridge_dhcp6: true:
+    `ip -j addr` and `ip -j -6 route` print the same bytes after the rollback."""
+    net = DualStackNetwork(netlab, ansible_env, tmp_path, slaac=False)
+    try:
+        before = net.exact()
+        rc, out, _stats = net.play(bridge_persist=False, bridge_dhcp6=True, **STATIC4)
+        assert rc != 0 and "no DHCPv6 lease" in out and "rolled back by itself" in out, out
+        assert net.exact() == before
+        assert net.journal()["phase"] == "rolled_back" and net.reachable()
+    finally:
+        net.stop()
