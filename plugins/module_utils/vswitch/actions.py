@@ -233,23 +233,22 @@ def port(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
             raise type(err)(err.field[len("ports[0]."):], err.value, err.reason) from None
         raise (_relabel(err, [index for index, _item in port_items]) if port_items else err) from None
     intent = Intent(ports=specs) if present else Intent(absent_ports=specs)
-    profiles = None
-    if profile_items:
-        store = profile_store(host)
-        profiles = plan_profiles(profile_items, load_declared(store), simulate(state, changes), host,
-                                 store.directory, absent=not present)
-        changes = [*changes, *profiles.changes]
-        intent.profiles = dict(profiles.after)
+    if not profile_items:
+        after = _converge(host, changes, state, check_mode, intent)
+        touched = sorted({spec.name for spec in specs} | {c.target for c in changes})
+        after_view = _ports_view(after, touched)
+        return _report(host, changes, _ports_view(state, touched), after_view, ports=after_view["ports"])
+    store = profile_store(host)
+    profiles = plan_profiles(profile_items, load_declared(store), simulate(state, changes), host, store.directory,
+                             absent=not present)
+    changes = [*changes, *profiles.changes]
+    intent.profiles = dict(profiles.after)
     after = _converge(host, changes, state, check_mode, intent)
     if single_profile:
-        assert profiles is not None and host.declarations is not None
-        return single_result(profiles, after, host.declarations.directory, list(host.warnings))
+        return single_result(profiles, after, store.directory, list(host.warnings))
     touched = sorted({spec.name for spec in specs} | {c.target for c in changes})
     after_view = _ports_view(after, touched)
-    if profiles is None:
-        return _report(host, changes, _ports_view(state, touched), after_view, ports=after_view["ports"])
-    assert host.declarations is not None
-    before_profiles, after_profiles, facts = profile_views(profiles, after, host.declarations.directory)
+    before_profiles, after_profiles, facts = profile_views(profiles, after, store.directory)
     return Result(changed=bool(changes) or profile_changed(profiles),
                   before={**_ports_view(state, touched), "profiles": before_profiles},
                   after={**after_view, "profiles": after_profiles}, warnings=list(host.warnings),

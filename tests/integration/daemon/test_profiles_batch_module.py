@@ -4,7 +4,9 @@ profile, and a bad entry named by its index and field with nothing changed."""
 from __future__ import annotations
 
 import pytest
-from test_profiles_module import MAC, declared, libvirt_plug, userspace_hv  # noqa: F401  (the fixture too)
+from test_profiles_module import declared, libvirt_plug, userspace_hv  # noqa: F401  pylint: disable=unused-import
+
+# (userspace_hv is a fixture: used by name, so ruff and pylint take it for unused.)
 
 NETLAB_PREFIX = "pg"   # this area's namespaces (tests/conftest.py)
 pytestmark = pytest.mark.integration
