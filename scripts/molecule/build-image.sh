@@ -27,7 +27,9 @@ PKGS="python3,systemd,systemd-sysv,dbus,iproute2,iputils-ping,procps,tcpdump"
 case "$VARIANT" in
   "") ;;
   nm) PKGS="$PKGS,network-manager,libpam-systemd" ;;   # libpam-systemd: the logind polkitd needs
-  *) log "unknown image variant '$VARIANT' (known: nm)"; exit 1 ;;
+  # libvirt: libvirtd and QEMU (TCG: no /dev/kvm in the container) for the libvirt scenario's domain.
+  libvirt) PKGS="$PKGS,libvirt-daemon,libvirt-daemon-driver-qemu,libvirt-daemon-system,libvirt-clients,qemu-system-x86,libpam-systemd" ;;
+  *) log "unknown image variant '$VARIANT' (known: nm, libvirt)"; exit 1 ;;
 esac
 # pyroute2 for the kernel backend. Debian 12 (the machine's own release, whose python3-pyroute2
 # 0.7.2 tests/integration/test_pyroute2_versions.py covers) gets the version the project pins, as a
