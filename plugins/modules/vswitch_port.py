@@ -31,6 +31,8 @@ options:
     description:
       - Many ports in one task. Each entry is an interface name or a mapping with C(name) and
         optionally C(bridge), C(type), C(vlan), C(trunks), C(native_vlan), C(mac), C(promiscuous), C(external_ids).
+      - An entry with C(vm) (and optionally C(device)) instead of C(name) declares a VM port profile, as
+        O(vm) does; ports and profiles of one task are one transaction. Not with O(purge).
     type: list
     elements: raw
   state:
@@ -141,6 +143,14 @@ EXAMPLES = r"""
     vlan: 10
     mac: attached
 
+- name: A VIF there now and two VMs' ports, whenever they run, in one transaction
+  openvif.vswitch.vswitch_port:
+    bridge: xenbr1
+    ports:
+      - vif1.0
+      - {vm: web01, vlan: 10, mac: attached}
+      - {vm: db01, device: 1, trunks: "10,20"}
+
 - name: Detach a VIF
   openvif.vswitch.vswitch_port:
     bridge: xenbr0
@@ -165,6 +175,13 @@ interfaces:
   returned: when O(vm) is set
   type: list
   elements: str
+profiles:
+  description:
+    - The batch form's profile entries as declared after the run, each with C(interfaces), the
+      interfaces that realise it now (absent ones are left out).
+  returned: when O(ports) has entries with C(vm)
+  type: dict
+  sample: {"web01/0": {vm: web01, device: 0, bridge: xenbr1, vlan: 10, mac: attached, interfaces: [vif3.0]}}
 changes:
   description: The steps the run took (or would take), in order.
   returned: always

@@ -29,7 +29,9 @@ case "$VARIANT" in
   "") ;;
   nm) PKGS="$PKGS,network-manager,libpam-systemd" ;;   # libpam-systemd: the logind polkitd needs
   dhcp) PKGS="$PKGS,dnsmasq-base" ;;   # the dhcp scenario's DHCPv4/DHCPv6 server and router, in a namespace
-  *) log "unknown image variant '$VARIANT' (known: nm, dhcp)"; exit 1 ;;
+  # libvirt: libvirtd and QEMU (TCG: no /dev/kvm in the container) for the libvirt scenario's domain.
+  libvirt) PKGS="$PKGS,libvirt-daemon,libvirt-daemon-driver-qemu,libvirt-daemon-system,libvirt-clients,qemu-system-x86,libpam-systemd" ;;
+  *) log "unknown image variant '$VARIANT' (known: nm, dhcp, libvirt)"; exit 1 ;;
 esac
 # pyroute2 for the kernel backend. Debian 12 (the machine's own release, whose python3-pyroute2
 # 0.7.2 tests/integration/test_pyroute2_versions.py covers) gets the version the project pins, as a

@@ -16,6 +16,9 @@ fi
 # The release's image (setup.sh builds bookworm's; another release's is made the first time it is
 # asked for, then cached): a no-op in well under a second when it is there.
 "$HERE/build-image.sh"
+case " $* " in   # the libvirt scenario's image (libvirtd, QEMU) is big: built only when it runs
+  *" -s libvirt "*|*" --scenario-name libvirt "*) OPENVIF_MOLECULE_VARIANT=libvirt "$HERE/build-image.sh" ;;
+esac
 cd "$MOLECULE_ROOT_DIR"
 # Scenarios of one release share their state directory; one molecule per release at a time
 # (container names carry the release, so two releases do not collide).

@@ -1,7 +1,8 @@
 """The kernel datapath's VLANs, tested on a kernel that has bridge vlan_filtering.
 
-This machine's kernel lacks it, so the checks in kernel_vlan_checks.py run inside a QEMU guest
-booting Debian 12's own kernel over this machine's (read-only) root filesystem; see
+This machine's kernel lacks it, so the checks in kernel_vlan_checks.py (with kernel_bond_checks.py and
+kernel_hotplug_checks.py) run inside a QEMU guest booting Debian 12's own kernel over this machine's
+(read-only) root filesystem; see
 tests/vmkernel/vm.py. The guest's pytest summary is printed here; any failure, error or skip
 inside it fails this test.
 """
@@ -17,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "vmkernel"))
 import vm  # noqa: E402
 
-# One guest boot (minutes under TCG) runs them all: the VLAN checks, the bonding driver's checks, and a
-# declared bond rebuilt by vswitch.boot.
+# One guest boot (minutes under TCG) runs them all: the VLAN checks, the bonding driver's checks, a
+# declared bond rebuilt by vswitch.boot, and the hotplug scripts on a VLAN-filtering bridge.
 CHECKS = ("tests/integration/kernel_vlan_checks.py tests/integration/kernel_bond_checks.py "
-          "tests/integration/kernel_bond_boot_checks.py")
+          "tests/integration/kernel_bond_boot_checks.py tests/integration/kernel_hotplug_checks.py")
 GUEST_COMMAND = f"{Path(sys.executable)} -m pytest -p no:cacheprovider --color=no -q -rA {CHECKS}"
 # The guest run starts ahead of this test (tests/conftest.py, marker `guest`) and overlaps the rest.
 pytestmark = [pytest.mark.integration, pytest.mark.guest(GUEST_COMMAND)]

@@ -164,6 +164,14 @@ def test_a_vlan_no_trunk_carries_is_refused_and_a_kernel_profile_cannot_lock_a_m
         plan_plug(state, FEATURES, [], who(names=()), "xenbr9")
 
 
+def test_a_plain_uplink_carries_every_vlan_and_an_access_uplink_only_its_own():
+    plain = _host(peth1=PortState(name="peth1", bridge="xenbr1", uplink=True))
+    assert plan_plug(plain, FEATURES, [], who(names=()), "xenbr1.30")[0][0].args["vlan"] == 30
+    access = _host(peth1=PortState(name="peth1", bridge="xenbr1", uplink=True, vlan=5))
+    with pytest.raises(NotFoundError, match="is not carried by 'xenbr1': its trunks \\('peth1'\\) carry 5"):
+        plan_plug(access, FEATURES, [], who(names=()), "xenbr1.30")
+
+
 def test_the_declaration_keeps_profiles_as_version_2_only_when_there_are_some(tmp_path):
     store = DeclarationStore(str(tmp_path))
     store.save(Declaration())

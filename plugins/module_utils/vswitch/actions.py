@@ -7,6 +7,7 @@ plan, so check mode and a real run can never disagree.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
@@ -17,7 +18,18 @@ from .host import Host, converge
 from .hotplug import realisations
 from .model import BridgeSpec, Change, HostState, PortSpec, VlanSpec
 from .plan import plan_bridge, plan_bridge_absent, plan_ports, plan_vlan, simulate
-from .profile_actions import profile_action
+from .profile_actions import (
+    check_profile_task,
+    is_profile_item,
+    load_declared,
+    plan_profiles,
+    profile_changed,
+    profile_item,
+    profile_store,
+    profile_views,
+    single_result,
+)
+from .profiles import PROFILE_FIELDS
 from .result import Result
 from .settings import BRIDGE_SETTINGS, PORT_SETTINGS
 
@@ -141,27 +153,40 @@ def vlan(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
     return _report(host, changes, _vlan_view(state, name), view, vlan=view)
 
 
-def _port_specs(params: Mapping[str, Any]) -> list[PortSpec]:
-    items = params.get("ports")
+def _port_specs(params: Mapping[str, Any], items: Optional[Sequence[tuple[int, Any]]] = None) -> list[PortSpec]:
+    """The ports of the task: its single port, or the batch form's entries (``items``: (index in
+    ``ports``, entry), the profile entries left out)."""
     single = params.get("name")
-    batch = items is not None
-    if items is None and single is None:
+    batch = params.get("ports") is not None
+    if not batch and single is None:
         raise ValidationError("ports", None, "is required: give a port 'name' or a list of 'ports'")
-    if items is not None and single is not None:
+    if batch and single is not None:
         raise ValidationError("name", single, "cannot be combined with 'ports'; list it in 'ports' instead")
     if items is None:
-        items = [{k: params.get(k) for k in PORT_KEYS}]
+        items = list(enumerate(params["ports"])) if batch else [(0, {k: params.get(k) for k in PORT_KEYS})]
     specs = []
-    for index, item in enumerate(items):
+    for index, item in items:
         entry = {"name": item} if isinstance(item, str) else item
         if not isinstance(entry, Mapping):
-            raise ValidationError(f"ports[{index}]", item, "must be a port name or a mapping with 'name'")
+            raise ValidationError(f"ports[{index}]", item, "must be a port name or a mapping with 'name' "
+                                                           "(or 'vm' for a VM port profile)")
         v.known_keys(f"ports[{index}]", entry, PORT_KEYS, "a port")
         try:
             specs.append(PortSpec.from_params(entry, default_bridge=params.get("bridge")))
         except VswitchError as err:
             raise (err.at(f"ports[{index}]") if batch else err) from None
     return specs
+
+
+_PORT_INDEX = re.compile(r"ports\[(\d+)\]")
+
+
+def _relabel(err: VswitchError, positions: Sequence[int]) -> VswitchError:
+    """The planner numbers the ports it was given; in a batch with profile entries, say the entry's own index."""
+    def number(found: re.Match) -> str:
+        index = int(found.group(1))
+        return f"ports[{positions[index]}]" if index < len(positions) else found.group(0)
+    return type(err)(_PORT_INDEX.sub(number, err.field), err.value, _PORT_INDEX.sub(number, err.reason))
 
 
 def _ports_view(state: HostState, names: Sequence[str]) -> dict[str, Any]:
@@ -173,9 +198,28 @@ def _ports_view(state: HostState, names: Sequence[str]) -> dict[str, Any]:
 
 
 def port(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
-    if params.get("vm") is not None or params.get("device") is not None:
-        return profile_action(params, host, check_mode)
-    specs = _port_specs(params)
+    """Ports, VM port profiles (``vm``/``device``: the profile form), or both in one batch (``ports``
+    entries with ``name`` or with ``vm``): one read, one plan and one transaction."""
+    items = params.get("ports")
+    single_profile = params.get("vm") is not None or params.get("device") is not None
+    profile_items: list[tuple[str, Mapping[str, Any]]] = []
+    port_items: Optional[list[tuple[int, Any]]] = None
+    if single_profile:
+        check_profile_task(params, batch=False)
+        profile_items = [("", {k: params.get(k) for k in PROFILE_FIELDS})]
+        port_items = []
+    elif items is not None and any(is_profile_item(item) for item in items):
+        check_profile_task(params, batch=True)
+        port_items = []
+        for index, item in enumerate(items):
+            if not is_profile_item(item):
+                port_items.append((index, item))
+                continue
+            try:
+                profile_items.append((f"ports[{index}]", profile_item(item, params.get("bridge"))))
+            except VswitchError as err:
+                raise err.at(f"ports[{index}]") from None
+    specs = _port_specs(params, port_items) if port_items is None or port_items else []
     present = params.get("state", "present") != "absent"
     purge: list[str] = []
     if params.get("purge"):
@@ -185,14 +229,31 @@ def port(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
         changes = plan_ports(specs, state, host.features, present=present, move=bool(params.get("move")),
                              purge=purge)
     except VswitchError as err:
-        if params.get("ports") is None and err.field.startswith("ports[0]."):
+        if items is None and err.field.startswith("ports[0]."):
             raise type(err)(err.field[len("ports[0]."):], err.value, err.reason) from None
-        raise
+        raise (_relabel(err, [index for index, _item in port_items]) if port_items else err) from None
     intent = Intent(ports=specs) if present else Intent(absent_ports=specs)
+    if not profile_items:
+        after = _converge(host, changes, state, check_mode, intent)
+        touched = sorted({spec.name for spec in specs} | {c.target for c in changes})
+        after_view = _ports_view(after, touched)
+        return _report(host, changes, _ports_view(state, touched), after_view, ports=after_view["ports"])
+    store = profile_store(host)
+    profiles = plan_profiles(profile_items, load_declared(store), simulate(state, changes), host, store.directory,
+                             absent=not present)
+    changes = [*changes, *profiles.changes]
+    intent.profiles = dict(profiles.after)
     after = _converge(host, changes, state, check_mode, intent)
+    if single_profile:
+        return single_result(profiles, after, store.directory, list(host.warnings))
     touched = sorted({spec.name for spec in specs} | {c.target for c in changes})
     after_view = _ports_view(after, touched)
-    return _report(host, changes, _ports_view(state, touched), after_view, ports=after_view["ports"])
+    before_profiles, after_profiles, facts = profile_views(profiles, after, store.directory)
+    return Result(changed=bool(changes) or profile_changed(profiles),
+                  before={**_ports_view(state, touched), "profiles": before_profiles},
+                  after={**after_view, "profiles": after_profiles}, warnings=list(host.warnings),
+                  values={"changes": [c.describe() for c in changes], "ports": after_view["ports"],
+                          "profiles": facts})
 
 
 def info(params: Mapping[str, Any], host: Host) -> Result:

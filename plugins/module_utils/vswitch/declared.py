@@ -307,6 +307,7 @@ class Intent:
     ports: list[PortSpec] = field(default_factory=list)
     absent_bridges: list[str] = field(default_factory=list)
     absent_ports: list[PortSpec] = field(default_factory=list)
+    profiles: dict[str, Optional[dict[str, Any]]] = field(default_factory=dict)   # key -> entry, None: absent
 
 
 def _declared(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -371,7 +372,13 @@ def record(decl: Declaration, intent: Intent, changes: Iterable[Change], after: 
     for port in intent.absent_ports:
         if ports.get(port.name, {}).get("bridge") == port.bridge:
             del ports[port.name]
-    return Declaration(bridges=bridges, vlans=vlans, ports=ports, profiles=dict(decl.profiles))
+    profiles = {k: dict(v) for k, v in decl.profiles.items()}
+    for key, entry in intent.profiles.items():
+        if entry is None:
+            profiles.pop(key, None)
+        else:
+            profiles[key] = dict(entry)
+    return Declaration(bridges=bridges, vlans=vlans, ports=ports, profiles=profiles)
 
 
 # ------------------------------------------------------------------ drift: declared versus the host now

@@ -81,9 +81,9 @@ def plan_plug(state: HostState, features: Mapping[str, Any], profiles: Sequence[
 
 def _check_vlans_carried(spec: PortSpec, bridge: BridgeState, state: HostState) -> None:
     """A VIF's VLANs must be ones its bridge carries out: on a trunk port (the uplink, or any port with
-    trunks) or as a VLAN network. A VLAN nobody declared is a typo in the VM's configuration, not a
-    new network. A bridge without an uplink or trunk (an internal network) keeps its VLANs inside the
-    host, and any VLAN is its to use."""
+    trunks) or as a VLAN network; an uplink with no VLAN settings carries them all. A VLAN nobody
+    declared is a typo in the VM's configuration, not a new network. A bridge without an uplink or
+    trunk (an internal network) keeps its VLANs inside the host, and any VLAN is its to use."""
     wanted = set(spec.trunks or ()) | {tag for tag in (spec.vlan, spec.native_vlan) if tag is not None}
     if not wanted:
         return
@@ -91,6 +91,8 @@ def _check_vlans_carried(spec: PortSpec, bridge: BridgeState, state: HostState) 
                 and (state.ports[name].trunks or state.ports[name].uplink)]
     if not carriers:
         return
+    if any(port.vlan is None and not port.trunks for port in carriers):
+        return   # a plain uplink carries every VLAN to the wire, on both datapaths (kernel_vlans.py)
     carried = {child.tag for child in vlan_networks_of(state, bridge.name) if child.tag is not None}
     for port in carriers:
         carried |= set(port.trunks or ()) | {tag for tag in (port.vlan, port.native_vlan) if tag is not None}

@@ -6,14 +6,14 @@ appears. A VIF that realises the profile right now gets the new settings in the 
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional
 
 from . import validate as v
 from .declared import Declaration, DeclarationStore
 from .errors import ConflictError, NotFoundError, ValidationError, VswitchError
-from .host import Host, converge
+from .host import Host
 from .hotplug import realisations
 from .mac import vif_key
 from .model import Change, HostState, PortSpec
@@ -66,45 +66,117 @@ def _plan_realising(profile: Profile, state: HostState, host: Host, directory: s
     return changes
 
 
-def profile_action(params: Mapping[str, Any], host: Host, check_mode: bool) -> Result:
-    for key in NOT_WITH_PROFILE:
-        if params.get(key) is not None:
-            raise ValidationError(key, params[key], "cannot be combined with 'vm': a VM port profile is declared by "
-                                                    "VM and device, whatever its interface is called when it runs")
-    for key in ("purge", "move"):
+def is_profile_item(item: Any) -> bool:
+    """An entry of vswitch_port's ``ports`` that declares a profile (by ``vm``/``device``) and not a port."""
+    return isinstance(item, Mapping) and (item.get("vm") is not None or item.get("device") is not None)
+
+
+def check_profile_task(params: Mapping[str, Any], batch: bool) -> None:
+    """Task options a profile cannot take: ``name``/``type`` (the single form), ``purge`` in either form
+    (a profile is no interface to keep or detach), ``move`` in the single form."""
+    if not batch:
+        for key in NOT_WITH_PROFILE:
+            if params.get(key) is not None:
+                raise ValidationError(key, params[key], "cannot be combined with 'vm': a VM port profile is "
+                                                        "declared by VM and device, whatever its interface is "
+                                                        "called when it runs")
+    for key in ("purge",) if batch else ("purge", "move"):
         if params.get(key):
-            raise ValidationError(key, True, "cannot be combined with 'vm' (a profile is one VM's port)")
-    store = host.declarations
-    if store is None:
-        store = DeclarationStore()
-    declared, problem = store.load()
-    warnings = list(host.warnings)
-    if problem is not None:
-        warnings.append(problem.message + f"; using the last good copy {store.good_path}")
-    absent = params.get("state") == "absent"
-    key = vif_key("", params.get("vm"), params.get("device"))
-    before_entry = declared.profiles.get(key)
-    state = host.read()
-    changes: list[Change] = []
-    if absent:
-        after_entry = None
-    else:
-        profile = Profile.from_params({k: params.get(k) for k in PROFILE_FIELDS})
-        _check_against_host(profile, state, host)
-        check_distinct([p for p in declared.all_profiles() if p.key != key] + [profile])
-        after_entry = profile.to_entry()
-        changes = _plan_realising(profile, state, host, store.directory)
-    profiles = {k: dict(val) for k, val in declared.profiles.items() if k != key}
-    if after_entry is not None:
-        profiles[key] = after_entry
-    updated = Declaration(bridges=declared.bridges, vlans=declared.vlans, ports=declared.ports, profiles=profiles)
-    converge(host, changes, state, check_mode)
-    if not check_mode and (updated != declared or problem is not None):
-        store.save(updated)
-    interfaces = realisations(simulate(state, changes), store.directory).get(key, []) if after_entry else []
-    view_before = {"profiles": {key: before_entry or {"state": "absent"}}}
-    view_after = {"profiles": {key: after_entry or {"state": "absent"}}}
-    return Result(changed=before_entry != after_entry or bool(changes), before=view_before, after=view_after,
+            raise ValidationError(key, True, "cannot be combined with 'vm' (a profile is one VM's port)" if not batch
+                                  else "cannot be combined with profile entries in 'ports' (entries with 'vm'): "
+                                       "a profile is no interface to keep or detach; purge in a task of its own")
+
+
+def profile_item(entry: Mapping[str, Any], default_bridge: Optional[str]) -> dict[str, Any]:
+    """A profile entry of the batch form as the single form's params (its bridge defaults to the task's)."""
+    for key in NOT_WITH_PROFILE:
+        if entry.get(key) is not None:
+            raise ValidationError(key, entry[key], "cannot be combined with 'vm': a VM port profile is declared "
+                                                   "by VM and device, whatever its interface is called when it runs")
+    v.known_keys("", entry, PROFILE_FIELDS, "a profile")
+    item = {k: entry.get(k) for k in PROFILE_FIELDS}
+    if item["bridge"] is None:
+        item["bridge"] = default_bridge
+    return item
+
+
+@dataclass
+class ProfilePlan:
+    """What declaring (or forgetting) a task's profiles does: the declaration's entries before and after
+    (None: absent) and the changes that give the VIFs realising them now their settings."""
+
+    changes: list[Change] = field(default_factory=list)
+    before: dict[str, Optional[dict[str, Any]]] = field(default_factory=dict)
+    after: dict[str, Optional[dict[str, Any]]] = field(default_factory=dict)
+
+
+def plan_profiles(items: Sequence[tuple[str, Mapping[str, Any]]], declared: Declaration, state: HostState,
+                  host: Host, directory: str, absent: bool) -> ProfilePlan:
+    """Plan every profile of ``items`` ((label, params): label ``ports[3]`` names the entry in errors,
+    ``""`` for the single form) against the host ``state``; all checks before anything changes."""
+    keys: list[str] = []
+    for label, params in items:
+        try:
+            key = vif_key("", params.get("vm"), params.get("device"))
+            if key in keys:
+                raise ValidationError("vm", params.get("vm"), f"with device {key.rsplit('/', 1)[1]} is listed twice "
+                                                              f"(also {items[keys.index(key)][0]})")
+        except VswitchError as err:
+            raise (err.at(label) if label else err) from None
+        keys.append(key)
+    plan = ProfilePlan(before={key: declared.profiles.get(key) for key in keys})
+    kept = [p for p in declared.all_profiles() if p.key not in keys]
+    planned = state
+    for (label, params), key in zip(items, keys):
+        if absent:
+            plan.after[key] = None
+            continue
+        try:
+            profile = Profile.from_params({k: params.get(k) for k in PROFILE_FIELDS})
+            _check_against_host(profile, planned, host)
+            kept.append(profile)
+            check_distinct(kept)
+            step = _plan_realising(profile, planned, host, directory)
+        except VswitchError as err:
+            raise (err.at(label) if label else err) from None
+        plan.after[key] = profile.to_entry()
+        plan.changes.extend(step)
+        planned = simulate(planned, step)
+    return plan
+
+
+def profile_views(plan: ProfilePlan, state_after: HostState, directory: str) -> tuple[dict, dict, dict]:
+    """(before, after) diff views of the plan's profiles, and each present one with the interfaces
+    that realise it once the plan is applied."""
+    before = {key: entry or {"state": "absent"} for key, entry in plan.before.items()}
+    after = {key: entry or {"state": "absent"} for key, entry in plan.after.items()}
+    realised = realisations(state_after, directory)
+    facts = {key: {**entry, "interfaces": realised.get(key, [])} for key, entry in plan.after.items()
+             if entry is not None}
+    return before, after, facts
+
+
+def profile_changed(plan: ProfilePlan) -> bool:
+    return plan.before != plan.after or bool(plan.changes)
+
+
+def profile_store(host: Host) -> DeclarationStore:
+    """Profiles live in the host's declaration whether or not the run records the rest (unit tests' hosts)."""
+    if host.declarations is None:
+        host.declarations = DeclarationStore()
+    return host.declarations
+
+
+def load_declared(store: DeclarationStore) -> Declaration:
+    declared, _problem = store.load()   # a damaged one falls back to its last good copy (the run warns)
+    return declared
+
+
+def single_result(plan: ProfilePlan, state_after: HostState, directory: str, warnings: list[str]) -> Result:
+    """The single form's result: ``profile``, ``key`` and ``interfaces`` of its one profile."""
+    (key, entry), = plan.after.items()
+    before, after, facts = profile_views(plan, state_after, directory)
+    return Result(changed=profile_changed(plan), before={"profiles": before}, after={"profiles": after},
                   warnings=warnings,
-                  values={"changes": [c.describe() for c in changes], "profile": after_entry, "key": key,
-                          "interfaces": interfaces})
+                  values={"changes": [c.describe() for c in plan.changes], "profile": entry, "key": key,
+                          "interfaces": facts.get(key, {}).get("interfaces", [])})
