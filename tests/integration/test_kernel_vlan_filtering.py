@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "vmkernel"))
 import vm  # noqa: E402
 
-# One guest boot (minutes under TCG) runs both: the VLAN checks and the bonding driver's checks.
-CHECKS = "tests/integration/kernel_vlan_checks.py tests/integration/kernel_bond_checks.py"
+# One guest boot (minutes under TCG) runs them all: the VLAN checks, the bonding driver's checks and
+# the boot restore's VLAN-filtering part.
+CHECKS = ("tests/integration/kernel_vlan_checks.py tests/integration/kernel_bond_checks.py "
+          "tests/integration/kernel_boot_checks.py")
 GUEST_COMMAND = f"{Path(sys.executable)} -m pytest -p no:cacheprovider --color=no -q -rA {CHECKS}"
 # The guest run starts ahead of this test (tests/conftest.py, marker `guest`) and overlaps the rest.
 pytestmark = [pytest.mark.integration, pytest.mark.guest(GUEST_COMMAND)]
