@@ -89,7 +89,7 @@ def restore(ipr, snap: dict[str, Any], spec: HostIpSpec) -> dict[str, Any]:
     netops.set_link(ipr, uplink_index, address=up["mac"], mtu=up["mtu"])
     netops.set_link(ipr, uplink_index, state="up" if up["up"] else "down")
     if "alias" in up:  # snapshots written before the uplink marker existed lack it
-        mark_uplink(ipr, uplink_index, up["alias"], up["promisc"])
+        mark_uplink(uplink_index, up["alias"], up["promisc"])   # in this namespace, as ipr is
     netops.set_addresses(ipr, uplink_index, _remaining(up["addresses"], elapsed))
     if routes6 is not None:
         netops.set_addresses6(ipr, uplink_index, _remaining(up.get("addresses6") or [], elapsed))
