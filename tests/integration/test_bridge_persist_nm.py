@@ -176,7 +176,7 @@ def test_networkmanager_loads_the_keyfiles_and_builds_the_bridge_despite_the_boo
 
     bridge, port = show(nm_host, "openvif-xenbr0"), show(nm_host, "openvif-xenbr0-port-eth0")
     assert bridge["connection.type"] == "bridge" and bridge["connection.interface-name"] == "xenbr0"
-    assert bridge["bridge.stp"] == "no" and bridge["bridge.forward-delay"] == "0"
+    assert bridge["bridge.stp"] == "no" and bridge["bridge.forward-delay"] == "15"
     assert bridge["802-3-ethernet.cloned-mac-address"] == "02:00:00:77:00:50"
     assert bridge["802-3-ethernet.mtu"] == "1500" and bridge["ipv6.method"] == "ignore"
     if case == "dhcp":
@@ -200,9 +200,9 @@ def test_networkmanager_loads_the_keyfiles_and_builds_the_bridge_despite_the_boo
         assert time.monotonic() < deadline, f"xenbr0 not built as the files say: {link}; {nm_host.log_tail()}"
         time.sleep(0.2)
     data = link["linkinfo"]["info_data"]
-    # NetworkManager sets the forward delay only with STP on (without STP a port forwards at once, and
-    # the declared bridge keeps what openvif-boot gave it before NetworkManager starts).
-    assert link["linkinfo"]["info_kind"] == "bridge" and data["stp_state"] == 0
+    # NetworkManager writes the profile's forward delay with STP off too: the files' 15 s (which the
+    # bridge role also declares for the move, so that a run after a reboot finds what it declared).
+    assert link["linkinfo"]["info_kind"] == "bridge" and data["stp_state"] == 0 and data["forward_delay"] == 1500
     assert link["address"] == "02:00:00:77:00:50" and link["mtu"] == 1500
     if case != "dhcp":
         assert [ipaddress.IPv4Interface(a) for a in addresses] == [ipaddress.IPv4Interface("10.77.0.50/24")]

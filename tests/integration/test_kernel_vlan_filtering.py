@@ -18,10 +18,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "vmkernel"))
 import vm  # noqa: E402
 
-# One guest boot (minutes under TCG) runs them all: the VLAN checks, the bonding driver's checks, a
-# declared bond rebuilt by vswitch.boot, and the hotplug scripts on a VLAN-filtering bridge.
+# One guest boot (minutes under TCG) runs them all: the VLAN checks, the bonding driver's checks, the
+# boot restore's VLAN-filtering part, a declared bond rebuilt by vswitch.boot, and the hotplug scripts
+# on a VLAN-filtering bridge.
 CHECKS = ("tests/integration/kernel_vlan_checks.py tests/integration/kernel_bond_checks.py "
-          "tests/integration/kernel_bond_boot_checks.py tests/integration/kernel_hotplug_checks.py")
+          "tests/integration/kernel_boot_checks.py tests/integration/kernel_bond_boot_checks.py "
+          "tests/integration/kernel_hotplug_checks.py")
 GUEST_COMMAND = f"{Path(sys.executable)} -m pytest -p no:cacheprovider --color=no -q -rA {CHECKS}"
 # The guest run starts ahead of this test (tests/conftest.py, marker `guest`) and overlaps the rest.
 pytestmark = [pytest.mark.integration, pytest.mark.guest(GUEST_COMMAND)]

@@ -53,11 +53,12 @@ def plan_boot(decl: Declaration, state: HostState, features: Mapping[str, Featur
     result = BootPlan()
     planned = state
 
-    def add(what: str, changes: Sequence[Change]) -> None:
+    def add(what: str, changes: Sequence[Change], later_plans_see_it: bool = True) -> None:
         nonlocal planned
         if changes:
             result.steps.append(Step(what, list(changes)))
-            planned = simulate(planned, changes)
+            if later_plans_see_it:
+                planned = simulate(planned, changes)
 
     for name in sorted(decl.bridges):
         spec = decl.bridge_spec(name)
@@ -87,7 +88,9 @@ def plan_boot(decl: Declaration, state: HostState, features: Mapping[str, Featur
             result.failures.append(f"port {name}: bridge {spec.bridge} does not exist and is not declared here")
             continue
         try:
-            add(f"port {name}", plan_ports([spec], planned, features))
+            # Ports come last and each names only itself: no plan after it needs to see it, so the
+            # state is not simulated 1,000 times over (most of the planning time on a large host).
+            add(f"port {name}", plan_ports([spec], planned, features), later_plans_see_it=False)
         except VswitchError as err:
             result.failures.append(f"port {name}: {err.message.replace('ports[0].', '')}")
     return result
@@ -116,7 +119,9 @@ def restore(host: Host, plan: BootPlan, before: HostState) -> tuple[int, list[st
 def _kernel_host() -> Host:
     from .kernel import KernelBackend
 
-    return Host([KernelBackend()])
+    # light: pyroute2 (a large import) is opened only if a change needs it (VLANs, bonds); bridges,
+    # attaches and uplink markers go out as rtnl.py's own requests.
+    return Host([KernelBackend(light=True)])
 
 
 def say(line: str) -> None:

@@ -26,8 +26,11 @@ from .rtnl import (
     dellink,
     dump_links,
     dump_port_vlans,
+    get_link,
+    newlink_bridge,
     request,
     send_batch,
+    setlink,
     setlink_master,
 )
 from .settings import BRIDGE, BRIDGE_SETTINGS, USER_HZ
@@ -82,9 +85,11 @@ class KernelBackend:
     datapath = "kernel"
 
     def __init__(self, netns: Optional[str] = None, light: bool = False) -> None:
-        """``light``: also send plain attaches and detaches with rtnl.py, not pyroute2, for the
-        hotplug scripts, which start a Python for every VIF (importing pyroute2 takes longer than a
-        whole plug). pyroute2 itself is opened by the first change either way (see ``_ipr``)."""
+        """``light``: also send a single plain attach or detach with rtnl.py, and open pyroute2 only
+        when a change needs it, for the hotplug scripts, which start a Python for every VIF (importing
+        pyroute2 takes longer than a whole plug), and the boot restore, whose bridges, attaches and
+        uplink markers rtnl.py encodes (pyroute2 only for VLANs and bonds). Otherwise pyroute2 is
+        opened before the first change touches the host (see ``_ipr``)."""
         self._netns = netns
         self._light = light
         self._ipr_socket: Any = None   # pyroute2's IPRoute, opened by the first change (see _ipr)
@@ -108,6 +113,9 @@ class KernelBackend:
         nothing (the second run of a playbook, check mode, vswitch_info) never imports it, which is
         most of a module's own time. The first change opens it before it touches the host, so a missing
         or too old pyroute2 still fails with nothing changed."""
+        return self._open_pyroute2()
+
+    def _open_pyroute2(self) -> Any:
         if self._ipr_socket is None:
             from .pyroute2_req import iproute  # ImportError: modules report missing_required_lib
 
@@ -222,6 +230,8 @@ class KernelBackend:
             return
         if not self._index:
             self.read()
+        if not self._light:
+            self._open_pyroute2()   # a missing pyroute2 fails here, before the host changes
         journal: list[Undo] = []
         for group in _attach_runs(changes):
             change = group[0]
@@ -283,15 +293,26 @@ class KernelBackend:
         if args.get("parent") is not None:
             self._add_vlan_network(name, args["parent"], int(args["tag"]), journal)
             return
-        self._ipr.link("add", ifname=name, kind="bridge", **self._bridge_attrs(args))
-        journal.append(lambda: self._delete(self._idx(name)))
-        if args.get("mtu"):
-            self._set(name, mtu=args["mtu"])
-        # Pin the MAC (the planner always gives one): an explicitly set bridge address no longer
-        # follows the lowest port MAC as ports come and go.
-        mac = args.get("mac") or _attr(self._link(name), "IFLA_ADDRESS")
-        self._set(name, address=mac, state="up")
-        self._pinned[name] = mac
+        settings = {setting.bridge_attr.rtnl: setting.bridge_attr.encode(args[key])  # type: ignore[union-attr]
+                    for key, setting in BRIDGE_ATTRS.items() if key in args}
+        # One round trip: the bridge with its settings, then (the kernel takes an MTU as the user's only
+        # when it is set on an existing bridge, so it stays when ports join) MTU, MAC and up. Pinning the
+        # MAC (the planner always gives one) keeps it from following the lowest port MAC.
+        codes = send_batch([newlink_bridge(name, settings),
+                            setlink(name=name, mtu=args.get("mtu") or None, mac=args.get("mac"),
+                                    flags=IFF_UP, change=IFF_UP)], self._netns)
+        if codes[0] == 0:
+            journal.append(lambda: self._delete(self._idx(name)))
+        refused = next((code for code in codes if code), 0)
+        if refused:
+            raise OSError(refused, os.strerror(refused))
+        made = get_link(name, self._netns)
+        if made is None:
+            raise BackendError("bridge", name, "was created but is gone again")
+        self._index[name] = made.index
+        if not args.get("mac"):
+            request(setlink(made.index, mac=made.mac), self._netns)
+        self._pinned[name] = args.get("mac") or made.mac
 
     def _set_bridge(self, change: Change, journal: list[Undo]) -> None:
         name, args = change.target, dict(change.args)
@@ -447,7 +468,7 @@ class KernelBackend:
         was_up, bridge_mac = self._before_attach(name, bridge)
         # One request per port: attach, and bring it up as Xen's vif-bridge script does (a VIF
         # forwards only when up).
-        self._set(name, master=self._idx(bridge), **({} if was_up else {"state": "up"}))
+        request(setlink_master(self._idx(name), self._idx(bridge), up=not was_up), self._netns)
         journal.append(self._detach_undo(name, bridge, was_up, bridge_mac))
         self._vlans.pop(name, None)  # a port joining a bridge starts in the default VLAN
         if change.args.get("uplink"):
@@ -517,11 +538,12 @@ class KernelBackend:
 
         On a filtering bridge it also carries every VLAN tagged (and loses them when demoted).
         """
-        link = self._link(name)
-        old_alias, old_promisc = link.get_attr("IFLA_IFALIAS"), bool(link["flags"] & IFF_PROMISC)
-        # Registered first: if the second request fails, the undo still restores both.
-        journal.append(lambda: mark_uplink(self._ipr, self._idx(name), old_alias, old_promisc))
-        mark_uplink(self._ipr, self._idx(name), UPLINK_ALIAS if uplink else None, uplink)
+        link = get_link(name, self._netns)
+        if link is None:
+            raise BackendError("name", name, "does not exist on this host")
+        old_alias, old_promisc = link.alias, bool(link.flags & IFF_PROMISC)
+        journal.append(lambda: mark_uplink(link.index, old_alias, old_promisc, self._netns))
+        mark_uplink(link.index, UPLINK_ALIAS if uplink else None, uplink, self._netns)
         if bridge in self._filtering:
             self._program_vlans(name, kv.entries_for(None, None, None, uplink=uplink), journal)
 
@@ -628,14 +650,14 @@ class KernelBackend:
         return [link.name for link in dump_links(self._netns) if link.master == index]
 
 
-def mark_uplink(ipr: Any, index: int, alias: Optional[str] = UPLINK_ALIAS, promisc: bool = True) -> None:
-    """Set a link's uplink marker (alias + promiscuous), or put back what it had instead.
+def mark_uplink(index: int, alias: Optional[str] = UPLINK_ALIAS, promisc: bool = True,
+                netns: Optional[str] = None) -> None:
+    """Set a link's uplink marker (alias + promiscuous, one request), or put back what it had instead.
 
     The bridge role's IP move uses it too, so a bridge the role made has the uplink
     vswitch_bridge would have made (and that a VLAN-filtering bridge gives its VLANs).
     """
-    ipr.link("set", index=index, ifalias=alias or "")
-    ipr.link("set", index=index, flags=IFF_PROMISC if promisc else 0, mask=IFF_PROMISC)
+    request(setlink(index, alias=alias or "", flags=IFF_PROMISC if promisc else 0, change=IFF_PROMISC), netns)
 
 
 def _by_index(link: RawLink) -> int:

@@ -6,8 +6,11 @@ reading. Reads are the hot path of every run, no-change runs included, so they
 get this small decoder. Who uses what:
 
 - the kernel backend (``kernel.py``): ``dump_links`` and ``dump_port_vlans`` for every read,
-  ``setlink_master`` + ``send_batch`` to pipeline many port attaches, and ``dellink`` for every link
-  it deletes; its other changes go through pyroute2;
+  ``newlink_bridge`` + ``setlink`` (sent together) for every bridge it makes, ``setlink_master``
+  for every attach (pipelined with ``send_batch`` when there are many), ``setlink`` for the uplink
+  marker, ``get_link`` to read one link back, and ``dellink`` for every link it deletes; its other
+  changes (settings of existing bridges, VLANs, bonds) go through pyroute2, which a boot restore
+  without VLANs therefore never imports;
 - ``settings.py``: the ``IFLA_BR_*`` numbers of the settings the kernel realises;
 - the bridge role's host-IP move (``hostnet/netops.py``): the ``IFF_*`` flags;
 - vswitchd (``daemon/ports.py``, which has no pyroute2): ``IFF_UP``, ``setlink_addr_gen_mode_none``
@@ -20,6 +23,7 @@ import os
 import socket
 import struct
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
@@ -256,6 +260,66 @@ def setlink_alias(index: int, alias: str) -> bytes:
     attr += b"\0" * (-len(attr) % 4)
     body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + attr
     return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, 0, 0) + body
+
+
+NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
+
+
+def _nla(kind: int, value: bytes) -> bytes:
+    """One attribute, padded to 4 bytes."""
+    return _NLA.pack(_NLA.size + len(value), kind) + value + b"\0" * (-len(value) % 4)
+
+
+def _ifinfo(msg_type: int, flags: int, attrs: bytes, index: int = 0, ifi_flags: int = 0, change: int = 0) -> bytes:
+    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, ifi_flags, change) + attrs
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, flags, 0, 0) + body
+
+
+def newlink_bridge(name: str, settings: Mapping[int, int]) -> bytes:
+    """RTM_NEWLINK creating bridge ``name`` with the IFLA_BR_* attributes ``settings`` (each a u32)."""
+    data = b"".join(_nla(kind, _U32.pack(value)) for kind, value in sorted(settings.items()))
+    info = _nla(IFLA_INFO_KIND, b"bridge") + _nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
+    attrs = _nla(IFLA_IFNAME, name.encode() + b"\0") + _nla(IFLA_LINKINFO | NLA_F_NESTED, info)
+    return _ifinfo(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, attrs)
+
+
+def setlink(index: int = 0, name: Optional[str] = None, *, mtu: Optional[int] = None, mac: Optional[str] = None,
+            alias: Optional[str] = None, flags: int = 0, change: int = 0) -> bytes:
+    """RTM_SETLINK of link ``index`` (0: the link called ``name``): MTU, MAC, alias ("" removes it), and
+    the ``change`` bits of the link's flags set as in ``flags``. The kernel applies them in one request."""
+    attrs = b""
+    if not index and name is not None:
+        attrs += _nla(IFLA_IFNAME, name.encode() + b"\0")
+    if mac is not None:
+        attrs += _nla(IFLA_ADDRESS, bytes.fromhex(mac.replace(":", "")))
+    if mtu is not None:
+        attrs += _nla(IFLA_MTU, _U32.pack(mtu))
+    if alias is not None:
+        attrs += _nla(IFLA_IFALIAS, alias.encode())
+    return _ifinfo(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, attrs, index, flags, change)
+
+
+def get_link(name: str, netns: Optional[str] = None) -> Optional[RawLink]:
+    """The link called ``name`` (one RTM_GETLINK, no dump), or None if there is none."""
+    attrs = _nla(IFLA_IFNAME, name.encode() + b"\0") + _nla(IFLA_EXT_MASK, _U32.pack(RTEXT_FILTER_SKIP_STATS))
+    message = bytearray(_ifinfo(RTM_GETLINK, NLM_F_REQUEST, attrs))
+    seq = (os.getpid() & 0xFFFF) | 0x10000
+    struct.pack_into("=I", message, 8, seq)
+    with _socket_in(netns) as sock:
+        sock.bind((0, 0))
+        sock.send(bytes(message))
+        while True:
+            data = sock.recv(1 << 16)
+            for kind, msg_seq, start, end in _messages(data):
+                if msg_seq != seq:
+                    continue
+                if kind == RTM_NEWLINK:
+                    return _link(data, start, end)
+                if kind == NLMSG_ERROR:
+                    errno = -struct.unpack_from("=i", data, start)[0]
+                    if errno == 19:   # ENODEV
+                        return None
+                    raise OSError(errno, f"cannot read link {name}: {os.strerror(errno)}")
 
 
 def send_batch(messages: list[bytes], netns: Optional[str] = None) -> list[int]:

@@ -63,7 +63,7 @@ def _put_back_link(ipr, index: int, link: dict[str, Any]) -> None:
     netops.set_link(ipr, index, address=link["mac"], mtu=link["mtu"])
     netops.set_link(ipr, index, state="up" if link["up"] else "down")
     if "alias" in link:  # snapshots written before the uplink marker existed lack it
-        mark_uplink(ipr, index, link["alias"], link["promisc"])
+        mark_uplink(index, link["alias"], link["promisc"])   # in this namespace, as ipr is
 
 
 def _remaining(addresses: list[dict[str, Any]], elapsed: int) -> list[dict[str, Any]]:
