@@ -50,13 +50,16 @@ def runtime_generics(source: str, filename: str = "<src>") -> list[str]:
         if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
             for statement in node.body:
                 skipped.update(id(sub) for sub in ast.walk(statement))
+    # `from typing import Callable`: typing's own Callable, Iterable, ... subscript on 3.8 too.
+    from_typing = {alias.asname or alias.name for node in ast.walk(tree)
+                   if isinstance(node, ast.ImportFrom) and node.module == "typing" for alias in node.names}
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Subscript) and id(node) not in skipped:
             value = node.value
             name = value.id if isinstance(value, ast.Name) else value.attr if isinstance(value, ast.Attribute) else ""
             base = value.value.id if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name) else ""
-            if name in PEP585 and base not in ("typing", "t"):
+            if name in PEP585 and base not in ("typing", "t") and not (isinstance(value, ast.Name) and name in from_typing):
                 found.append(f"{filename}:{node.lineno} {name}[...]")
     return found
 
@@ -94,6 +97,8 @@ def test_the_checks_catch_what_3_8_lacks(tmp_path):
     assert runtime_generics("def f(a: list[int]) -> None: ...\n")          # no postponed annotations
     assert not runtime_generics("from __future__ import annotations\ndef f(a: list[int]) -> dict[str, int]: ...\n")
     assert not runtime_generics("if TYPE_CHECKING:\n    Alias = dict[str, int]\n")   # never runs
+    assert not runtime_generics("from typing import Callable\nF = Callable[[int], int]\n")   # typing's own
+    assert runtime_generics("from collections.abc import Callable\nF = Callable[[int], int]\n")
     newer = tmp_path / "newer.py"
     newer.write_text("pairs = list(zip([1], [2], strict=True))\n")
     done = subprocess.run([VERMIN, "--target=3.8-", "--violations", "--no-tips", str(newer)],
