@@ -9,19 +9,21 @@ redirect to a veth is dropped by the kernel unless the veth's peer (the VM's or 
 which is not vswitchd's to configure) runs XDP or GRO itself, and a Xen netback VIF cannot be a
 native redirect target at all; generic mode transmits through the egress device's own xmit, so
 every egress works. TAP ports (internal, tap) stay on the slow path: vswitchd itself holds their
-file descriptor, so XDP on the device would only see what vswitchd writes.
+file descriptor, so XDP on the device would only see what vswitchd writes. They can still be flood
+members: the kernel's copy for a TAP reaches vswitchd's read side with the program's cookie in
+front, and vswitchd writes it back (``TapIO`` ``echo``), which delivers it to the host.
 
 Python stays the control plane. The FDB mirror holds, for every bridge whose ageing is not 0,
-the entries (learned or static) whose port is XDP-served, except in VLANs with a promiscuous
-member (those frames must also reach that port: Python floods them). A (bridge, VLAN) is flooded
-in the kernel (a devmap of its members) only where every member is XDP-served, none is
-promiscuous, and the mirror holds all its entries: then the kernel's "unknown" is Python's, and
-the flood reaches every port Python's would. Anything else (a TAP or internal member, a bond, a
-promiscuous member, ageing 0) floods in Python as before. The kernel floods only frames whose
-source is already learned on their port, so learning stays Python's. All of it is recomputed when
-the slow path has handled frames (only then can learning have changed the FDB), after
-transactions, and every second; before ageing, each mirrored entry's ``seen`` time from the
-program refreshes Python's entry, so hosts whose traffic only the kernel forwards do not age out.
+the entries (learned or static) whose port is XDP-served or a TAP, except in VLANs with a
+promiscuous member (those frames must also reach that port: Python floods them). A (bridge, VLAN)
+is flooded in the kernel (a devmap of its members) only where every member is XDP-served or a TAP,
+none is promiscuous or a bond, and the mirror holds all its entries: then the kernel's "unknown" is
+Python's, and the flood reaches every port Python's would. Anything else (a bond, a promiscuous
+member, ageing 0) floods in Python as before. The kernel floods only frames whose source is
+already learned on their port, so learning stays Python's. All of it is recomputed when the slow
+path has handled frames (only then can learning have changed the FDB), after transactions, and
+every second; before ageing, each mirrored entry's ``seen`` time from the program refreshes
+Python's entry, so hosts whose traffic only the kernel forwards do not age out.
 """
 from __future__ import annotations
 
