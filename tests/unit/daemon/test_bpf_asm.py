@@ -49,10 +49,10 @@ def test_a_program_runs_and_returns_its_value():
 def test_a_64_bit_constant_with_high_bits_in_both_halves_is_written_whole():
     value = 0xF1E2D3C4B5A69788   # both 32-bit halves have their top bit set (signed imm fields)
     # Written over the frame's first 8 bytes (after the bounds check the verifier wants), then XDP_PASS.
-    code = asm.Program().emit(asm.mov(R0, 2), asm.load(4, R2, R1, 0), asm.load(4, R3, R1, 4), asm.mov_reg(R4, R2),
-                              asm.alu64("add", R4, 8), asm.jump_if_reg("jgt", R4, R3, "out"),
-                              asm.ld_imm64(R1, value), asm.store(8, R2, 0, R1)).label("out").emit(
-                              asm.exit_()).assemble()
+    source = asm.Program().emit(asm.mov(R0, 2), asm.load(4, R2, R1, 0), asm.load(4, R3, R1, 4), asm.mov_reg(R4, R2),
+                                asm.alu64("add", R4, 8), asm.jump_if_reg("jgt", R4, R3, "out"),
+                                asm.ld_imm64(R1, value), asm.store(8, R2, 0, R1))
+    code = source.label("out").emit(asm.exit_()).assemble()
     prog = syscall.Prog(syscall.PROG_XDP, code, "xp_imm64")
     try:
         retval, data = prog.test_run(bytes(64))
