@@ -6,7 +6,7 @@ import struct
 import pytest
 from bpf_env import why_no_bpf
 from vswitch.daemon.bpf import asm, syscall
-from vswitch.daemon.bpf.asm import R0, R1, R2, R10
+from vswitch.daemon.bpf.asm import R0, R1, R2, R3, R4, R10
 
 REASON = why_no_bpf()
 needs_bpf = pytest.mark.skipif(bool(REASON), reason=REASON or "ok")
@@ -43,6 +43,22 @@ def test_a_program_runs_and_returns_its_value():
         assert retval == 1 and data == bytes(64)
     finally:
         prog.close()
+
+
+@needs_bpf
+def test_a_64_bit_constant_with_high_bits_in_both_halves_is_written_whole():
+    value = 0xF1E2D3C4B5A69788   # both 32-bit halves have their top bit set (signed imm fields)
+    # Written over the frame's first 8 bytes (after the bounds check the verifier wants), then XDP_PASS.
+    source = asm.Program().emit(asm.mov(R0, 2), asm.load(4, R2, R1, 0), asm.load(4, R3, R1, 4), asm.mov_reg(R4, R2),
+                                asm.alu64("add", R4, 8), asm.jump_if_reg("jgt", R4, R3, "out"),
+                                asm.ld_imm64(R1, value), asm.store(8, R2, 0, R1))
+    code = source.label("out").emit(asm.exit_()).assemble()
+    prog = syscall.Prog(syscall.PROG_XDP, code, "xp_imm64")
+    try:
+        retval, data = prog.test_run(bytes(64))
+    finally:
+        prog.close()
+    assert retval == 2 and data[:8] == struct.pack("<Q", value)
 
 
 @needs_bpf

@@ -264,7 +264,7 @@ class Bridge:
         out = self._untagged_mv
         out[:VNET + 12] = buf[:VNET + 12]
         out[VNET + 12:n - 4] = buf[VNET + 16:n]
-        _fix_vnet(out, -4)
+        fix_vnet(out, -4)
         return out[:n - 4]
 
     def _push(self, buf: memoryview, n: int, inline: bool, tci: int) -> memoryview:
@@ -276,7 +276,7 @@ class Bridge:
         out[:VNET + 12] = buf[:VNET + 12]
         _TAG.pack_into(out, VNET + 12, TPID_8021Q, tci)
         out[VNET + 16:n + 4] = buf[VNET + 12:n]
-        _fix_vnet(out, 4)
+        fix_vnet(out, 4)
         return out[:n + 4]
 
     # -- reporting ------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ class Bridge:
         return sorted(rows, key=lambda r: (r["port"], r["vlan"], r["mac"]))
 
 
-def _fix_vnet(out: memoryview, delta: int) -> None:
+def fix_vnet(out: memoryview, delta: int) -> None:
     """Keep the vnet header's offsets (csum_start, hdr_len) right after a tag push/pop."""
     if out[0] & NEEDS_CSUM:
         (start,) = _VNET_FIX.unpack_from(out, 6)

@@ -9,22 +9,31 @@ redirect to a veth is dropped by the kernel unless the veth's peer (the VM's or 
 which is not vswitchd's to configure) runs XDP or GRO itself, and a Xen netback VIF cannot be a
 native redirect target at all; generic mode transmits through the egress device's own xmit, so
 every egress works. TAP ports (internal, tap) stay on the slow path: vswitchd itself holds their
-file descriptor, so XDP on the device would only see what vswitchd writes.
+file descriptor, so XDP on the device would only see what vswitchd writes. They can still be flood
+members: the kernel's copy for a TAP reaches vswitchd's read side with the program's cookie in
+front, and vswitchd writes it back (``TapIO`` ``echo``), which delivers it to the host.
 
 Python stays the control plane. The FDB mirror holds, for every bridge whose ageing is not 0,
-the entries (learned or static) whose port is XDP-served, except in VLANs with a promiscuous
-member (those frames must also reach that port: Python floods them). It is recomputed when the
-slow path has handled frames (only then can learning have changed the FDB), after transactions,
-and every second; before ageing, each mirrored entry's ``seen`` time from the program refreshes
+the entries (learned or static) whose port is XDP-served or a TAP, except in VLANs with a
+promiscuous member (those frames must also reach that port: Python floods them). A (bridge, VLAN)
+is flooded in the kernel (a devmap of its members) only where every member is XDP-served or a TAP,
+none is promiscuous or a bond, and the mirror holds all its entries: then the kernel's "unknown" is
+Python's, and the flood reaches every port Python's would. Anything else (a bond, a promiscuous
+member, ageing 0) floods in Python as before. The kernel floods only frames whose source is
+already learned on their port, so learning stays Python's. All of it is recomputed when the slow
+path has handled frames (only then can learning have changed the FDB), after transactions, and
+every second; before ageing, each mirrored entry's ``seen`` time from the program refreshes
 Python's entry, so hosts whose traffic only the kernel forwards do not age out.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import socket
 from typing import Any, Optional
 
-from .bpf import switchprog, xdp
+from .bpf import switchprog, syscall, xdp
 from .bpf.maps import SwitchProgram
 from .datapath import MODE_ACCESS, MODE_ALL, MODE_TRUNK, Bridge, Port
 
@@ -51,17 +60,26 @@ def _timens_monotonic_offset() -> float:
     return 0.0
 
 
+def program_name(owner: str) -> str:
+    """The port program's name, one per daemon (by its state file's owner mark): how a start finds its own
+    program left on devices by a crash (bpf_prog_info.name holds 15 characters)."""
+    return "vsw_" + hashlib.sha256(owner.encode()).hexdigest()[:11] if owner else "vswitchd"
+
+
 class FastPath:
-    def __init__(self, choice: str = "auto") -> None:
+    def __init__(self, choice: str = "auto", owner: str = "") -> None:
         self.choice = choice
+        self.name = program_name(owner)
         self.native = os.environ.get("VSWITCHD_XDP_MODE", "generic") == "native"
         self.prog: Optional[SwitchProgram] = None
         self.reason = ""
         self.attached: dict[str, int] = {}          # port name -> ifindex
+        self.taps: dict[str, int] = {}              # TAP port name -> ifindex (flood members by echo)
         self.paths: dict[str, tuple[str, str]] = {}  # port name -> (path, why)
         self.bridge_ids: dict[int, int] = {}         # id(Bridge) -> small number in the maps' keys
         self.port_values: dict[int, bytes] = {}      # ifindex -> config written
         self.mirror: dict[bytes, tuple[int, Any, bytes, Port]] = {}   # fdb key -> (ifindex, table, mac, port)
+        self.floods: dict[bytes, tuple[int, int, frozenset[int]]] = {}  # flood key -> (bridge, VLAN, members)
         self.clock_offset = _timens_monotonic_offset()
         self._last_sync = -1.0
         self._slow_seen = -1
@@ -69,7 +87,7 @@ class FastPath:
             self.reason = "--datapath rings"
             return
         try:
-            self.prog = SwitchProgram()
+            self.prog = SwitchProgram(name=self.name)
         except OSError as err:
             self.reason = f"BPF unavailable: {err}"
             if choice == "xdp":
@@ -79,10 +97,37 @@ class FastPath:
         log.info("XDP switch program loaded (verified, %s mode)", "native" if self.native else "generic")
 
     # -- ports ---------------------------------------------------------------------------------------
+    def remove_stale(self) -> list[str]:
+        """At start, before any port opens: take this daemon's old program (a crash left it) off every device.
+
+        From every one, not only those the state no longer holds: until a port is attached again the
+        old program would flood into the TAPs with the old run's echo cookie, and this run would take
+        those frames for the host's. Returns the devices it was taken off.
+        """
+        removed = []
+        for index, name in socket.if_nameindex():
+            found = xdp.query(index)
+            if found is None or syscall.prog_name(found[1]) != self.name:
+                continue
+            errno = xdp.detach(index)
+            if errno:
+                log.warning("%s: the old XDP program is still attached: %s", name, os.strerror(errno))
+                continue
+            log.info("%s: removed the XDP program a previous run left", name)
+            removed.append(name)
+        return removed
+
     def port_ready(self, port: Port, io: Any) -> None:
         """``port`` has its io open (again): attach the program where it can serve it."""
         if getattr(io, "kind", "") != "system":
             self.paths[port.name] = ("rings", TAP_REASON)
+            if self.prog is not None and hasattr(io, "echo"):
+                try:
+                    self.taps[port.name] = socket.if_nametoindex(port.name)
+                except OSError:
+                    return
+                io.echo = self.prog.echo
+                self._last_sync = -1.0
             return
         if self.prog is None:
             self.paths[port.name] = ("rings", self.reason)
@@ -105,18 +150,34 @@ class FastPath:
 
     def port_gone(self, name: str) -> None:
         """The port's io is closing (deleted, lost, or the daemon stops): take the program off it."""
-        ifindex = self.attached.pop(name, None)
         self.paths.pop(name, None)
-        if ifindex is None or self.prog is None:
+        tap = self.taps.pop(name, None)
+        ifindex = self.attached.pop(name, None)
+        if self.prog is None:
+            return
+        if tap is not None:
+            self._forget(tap)
+        if ifindex is None:
+            return
+        self._forget(ifindex)
+        errno = xdp.detach(ifindex)
+        if errno and errno != 19:   # ENODEV: the device went first
+            log.warning("port %s: XDP program not removed: %s", name, os.strerror(errno))
+
+    def _forget(self, ifindex: int) -> None:
+        """No entry, flood group or config left for ``ifindex`` in the maps."""
+        if self.prog is None:
             return
         for key in [k for k, row in self.mirror.items() if row[0] == ifindex]:
             self.prog.drop_fdb(key)
             del self.mirror[key]
+        # Out of every flood group at once; the next sync decides whether the VLAN still floods in the kernel.
+        for key, (number, vlan, members) in list(self.floods.items()):
+            if ifindex in members:
+                self.floods[key] = (number, vlan, members - {ifindex})
+                self.prog.set_flood(number, vlan, members - {ifindex})
         self.prog.drop_port(ifindex)
         self.port_values.pop(ifindex, None)
-        errno = xdp.detach(ifindex)
-        if errno and errno != 19:   # ENODEV: the device went first
-            log.warning("port %s: XDP program not removed: %s", name, os.strerror(errno))
         self._last_sync = -1.0
 
     def path_of(self, name: str) -> dict[str, str]:
@@ -144,8 +205,12 @@ class FastPath:
             return
         self._slow_seen = slow_frames
         self._last_sync = now
-        served = {ifindex: name for name, ifindex in self.attached.items()}
+        # Where an entry's frames go in the kernel: XDP-served ports (unicast and floods), TAPs (floods only:
+        # their config says disabled, so unicast to them goes up), so a VLAN's "unknown" is Python's.
+        served = {ifindex: name for name, ifindex in [*self.attached.items(), *self.taps.items()]}
+        members_of = {**self.taps, **self.attached}
         want: dict[bytes, tuple[int, Any, bytes, Port]] = {}
+        floods: dict[bytes, tuple[int, int, frozenset[int]]] = {}
         for bridge in bridges.values():
             number = self._bridge_id(bridge)
             ports = {port.name: port for port in bridge.ports.values()}
@@ -153,18 +218,28 @@ class FastPath:
                 ifindex = self.attached.get(name)
                 if ifindex is not None:
                     self._write_port(ifindex, number, port, bridge.mtu)
+                elif name in self.taps:
+                    self._write_port(self.taps[name], number, port, bridge.mtu, tap=True)
             if bridge.ageing <= 0:
                 continue
+            # A VLAN the kernel can flood has a table: it floods only frames whose source the mirror holds.
             for vlan, table in bridge.fdb.vlans.items():
-                if any(p.promisc and p.member(vlan) for p in ports.values()):
+                members = [p for p in ports.values() if p.member(vlan)]
+                if any(p.promisc for p in members):
                     continue
+                complete = True
                 for mac, entry in table.items():
                     port = entry[0]
-                    ifindex = self.attached.get(port.name)
-                    if ifindex is None or served.get(ifindex) != port.name:
+                    if not entry[2] and now - entry[1] > bridge.ageing:
                         continue
-                    if entry[2] or now - entry[1] <= bridge.ageing:
-                        want[switchprog.fdb_key(number, vlan, mac)] = (ifindex, table, mac, port)
+                    ifindex = members_of.get(port.name)
+                    if ifindex is None or served.get(ifindex) != port.name:
+                        complete = False
+                        continue
+                    want[switchprog.fdb_key(number, vlan, mac)] = (ifindex, table, mac, port)
+                if complete and len(members) > 1 and all(p.name in members_of for p in members):
+                    floods[switchprog.flood_key(number, vlan)] = (
+                        number, vlan, frozenset(members_of[p.name] for p in members))
         for key in [k for k in self.mirror if k not in want]:
             self.prog.drop_fdb(key)
             del self.mirror[key]
@@ -175,16 +250,40 @@ class FastPath:
                     self.prog.set_fdb(key, row[0])
                 except OSError as err:   # the map is full (E2BIG): the rest stays on the slow path
                     log.debug("fdb mirror: %s", err)
+                    number, vlan = switchprog.FDB_KEY.unpack(key)[:2]
+                    floods.pop(switchprog.flood_key(number, vlan), None)   # its "unknown" would not be Python's
                     continue
             self.mirror[key] = row
+        self._sync_floods(floods)
 
-    def _write_port(self, ifindex: int, bridge: int, port: Port, mtu: int) -> None:
+    def _sync_floods(self, floods: dict[bytes, tuple[int, int, frozenset[int]]]) -> None:
+        """Kernel flood groups as computed: gone ones first, then changed or new ones (in place)."""
+        if self.prog is None:
+            return
+        for key in [k for k in self.floods if k not in floods]:
+            self.prog.drop_flood(key)
+            del self.floods[key]
+        for key, row in floods.items():
+            if self.floods.get(key) != row:
+                try:
+                    self.prog.set_flood(row[0], row[1], row[2])
+                except OSError as err:   # out of room: this VLAN floods in Python
+                    log.debug("flood group: %s", err)
+                    self.prog.drop_flood(key)
+                    self.floods.pop(key, None)
+                    continue
+                self.floods[key] = row
+
+    def _write_port(self, ifindex: int, bridge: int, port: Port, mtu: int, tap: bool = False) -> None:
         untag = port.untag if port.untag >= 0 else switchprog.NO_VLAN
         native = port.native if port.native >= 0 else switchprog.NO_VLAN
-        value = switchprog.port_value(bridge, _MODES[port.mode], port.access, native, untag, True, port.mac,
+        value = switchprog.port_value(bridge, _MODES[port.mode], port.access, native, untag, not tap, port.mac,
                                       mtu + 14, port.trunks)
         if self.prog is not None and self.port_values.get(ifindex) != value:
-            self.prog.set_port_value(ifindex, value)
+            if tap:
+                self.prog.set_tap_value(ifindex, value)
+            else:
+                self.prog.set_port_value(ifindex, value)
             self.port_values[ifindex] = value
 
     def refresh(self) -> None:

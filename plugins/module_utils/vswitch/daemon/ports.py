@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import BackendError, ConflictError, NotFoundError
 from ..rtnl import IFF_UP, Channel, dump_links, setlink_addr_gen_mode_none, setlink_alias
-from .datapath import MAX_FRAME, TPID_8021AD, VNET, Port
+from .datapath import MAX_FRAME, TPID_8021AD, VNET, Port, fix_vnet
 
 if TYPE_CHECKING:   # for hints only: loop.py imports this module (the loop owns the queues and the closer)
     from .loop import EventLoop
@@ -272,6 +272,9 @@ class TapIO:
     """
 
     kind = "tap"
+    # The fast path's cookie (``FastPath.port_ready`` sets it): a frame read with it in front is one the
+    # kernel flooded into this TAP, for vswitchd to write back (deliver), never the host's own.
+    echo: Optional[bytes] = None
 
     def __init__(self, name: str, port: Port, loop: EventLoop, *, mtu: Optional[int] = None,
                  mac: Optional[str] = None, host_stack: bool = True, owner: Optional[str] = None) -> None:
@@ -342,10 +345,22 @@ class TapIO:
                 return
             if not n:
                 return
+            echo = self.echo
+            if echo is not None and mv[VNET:VNET + len(echo)] == echo:
+                self._deliver_echo(n, len(echo))
+                continue
             try:
                 forward(port, mv, n, -1, now)
             except Exception:  # noqa: BLE001 - a frame that trips a bug is lost, not the port
                 _frame_error(port)
+
+    def _deliver_echo(self, n: int, skip: int) -> None:
+        """Write a kernel-flooded frame back without its cookie: the host receives it, as from ``send``."""
+        mv = self.mv
+        mv[skip:skip + VNET] = bytes(mv[:VNET])
+        out = mv[skip:n]
+        fix_vnet(out, -skip)
+        self.send(out)
 
     def healthy(self) -> bool:
         return True

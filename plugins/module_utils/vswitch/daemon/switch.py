@@ -62,7 +62,7 @@ class Switch:
         self.loop = loop or EventLoop()
         self.owner = netdev.owner_mark(db.path)
         self._last_retry = 0.0
-        self.fastpath = FastPath(datapath)
+        self.fastpath = FastPath(datapath, self.owner)
         self.loop.every(SYNC_INTERVAL, self._sync_fastpath)
 
     # -- start-up ---------------------------------------------------------------------------------
@@ -71,6 +71,7 @@ class Switch:
         config = self.db.load()
         self.config = config
         netdev.remove_orphans(self.owner, set(config.bridges) | set(config.ports), self.loop.closer)
+        self.fastpath.remove_stale()
         for name, settings in parents_first(config.bridges):
             self._new_bridge(name, settings)
             internal = RunPort(name, "internal")

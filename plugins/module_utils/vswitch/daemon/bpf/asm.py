@@ -100,9 +100,14 @@ def store_imm(size: int, dst: int, off: int, imm: int) -> Insn:
     return Insn(ST | MEM | SIZE[size], dst, 0, off, imm)
 
 
+def _s32(value: int) -> int:
+    """The 32 bits as ``struct bpf_insn``'s signed imm holds them."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
 def ld_imm64(dst: int, value: int, src: int = 0) -> list[Insn]:
-    return [Insn(LD | IMM | SIZE[8], dst, src, imm=value & 0xFFFFFFFF),
-            Insn(0, imm=(value >> 32) & 0xFFFFFFFF)]
+    return [Insn(LD | IMM | SIZE[8], dst, src, imm=_s32(value)), Insn(0, imm=_s32(value >> 32))]
 
 
 def ld_map_fd(dst: int, fd: int) -> list[Insn]:

@@ -1,6 +1,7 @@
-"""The switch program and its four maps as one object: what the daemon's fast path drives."""
+"""The switch programs and their maps as one object: what the daemon's fast path drives."""
 from __future__ import annotations
 
+import os
 import struct
 from typing import Iterable, Optional
 
@@ -8,15 +9,20 @@ from . import switchprog, syscall
 
 MAX_PORTS = 4096
 MAX_FDB = 65536
+MAX_FLOODS = 4096          # (bridge, VLAN) groups flooded in the kernel
+MAX_FLOOD_MEMBERS = 1024   # ports in one such group
 _IFINDEX = struct.Struct("=I")
 _U64 = struct.Struct("=Q")
 
 
 class SwitchProgram:
-    """Maps (ports, fdb, tx devmap, per-CPU stats) and the verified program that reads them."""
+    """Maps (ports, fdb, tx devmap, flood devmaps, per-CPU stats) and the verified programs that read them."""
 
-    def __init__(self, max_ports: int = MAX_PORTS, max_fdb: int = MAX_FDB) -> None:
-        made = []
+    def __init__(self, max_ports: int = MAX_PORTS, max_fdb: int = MAX_FDB, name: str = "vswitchd") -> None:
+        made: list = []
+        self.floods: dict[bytes, tuple[syscall.Map, set[int]]] = {}   # flood key -> (devmap, its ifindexes)
+        self.taps: set[int] = set()     # ifindexes of TAP members: their devmap entries run ``egress_tap``
+        self.echo = os.urandom(switchprog.ECHO_LEN)
         try:
             self.ports = syscall.Map(syscall.MAP_HASH, 4, switchprog.PORT_VALUE_SIZE, max_ports, "vsw_ports")
             made.append(self.ports)
@@ -27,8 +33,23 @@ class SwitchProgram:
             made.append(self.tx)
             self.stats = syscall.Map(syscall.MAP_PERCPU_HASH, 4, switchprog.STATS_VALUE_SIZE, max_ports, "vsw_stats")
             made.append(self.stats)
-            code = switchprog.build(self.ports.fd, self.fdb.fd, self.tx.fd, self.stats.fd)
-            self.prog = syscall.Prog(syscall.PROG_XDP, code, "vswitchd", flags=switchprog.PROG_FLAG_HAS_FRAGS)
+            self.egress = syscall.Prog(syscall.PROG_XDP, switchprog.build_egress(self.ports.fd, self.stats.fd),
+                                       "vswitchd_out", flags=switchprog.PROG_FLAG_HAS_FRAGS,
+                                       attach_type=syscall.ATTACH_XDP_DEVMAP)
+            made.append(self.egress)
+            self.egress_tap = syscall.Prog(syscall.PROG_XDP, switchprog.build_egress(
+                self.ports.fd, self.stats.fd, int.from_bytes(self.echo, "little")), "vswitchd_tap",
+                flags=switchprog.PROG_FLAG_HAS_FRAGS, attach_type=syscall.ATTACH_XDP_DEVMAP)
+            made.append(self.egress_tap)
+            template = self._flood_devmap("vsw_flood_tmpl")
+            try:
+                self.flood = syscall.Map(syscall.MAP_HASH_OF_MAPS, switchprog.FLOOD_KEY.size, 4, MAX_FLOODS,
+                                         "vsw_flood", inner=template)
+            finally:
+                template.close()
+            made.append(self.flood)
+            code = switchprog.build(self.ports.fd, self.fdb.fd, self.tx.fd, self.stats.fd, self.flood.fd)
+            self.prog = syscall.Prog(syscall.PROG_XDP, code, name, flags=switchprog.PROG_FLAG_HAS_FRAGS)
         except Exception:
             for table in made:
                 table.close()
@@ -50,7 +71,13 @@ class SwitchProgram:
             self.stats.update(key, bytes(self.stats.stored_value_size))
         self.ports.update(key, value)
 
+    def set_tap_value(self, ifindex: int, value: bytes) -> None:
+        """A TAP member's config, for the egress program only (no devmap slot: no unicast to it in the kernel)."""
+        self.ports.update(_IFINDEX.pack(ifindex), value)
+        self.taps.add(ifindex)
+
     def drop_port(self, ifindex: int) -> None:
+        self.taps.discard(ifindex)
         key = _IFINDEX.pack(ifindex)
         self.ports.delete(key)
         self.tx.delete(key)
@@ -76,6 +103,47 @@ class SwitchProgram:
         raw = self.fdb.lookup(key)
         return switchprog.FDB_VALUE.unpack(raw)[1] if raw is not None else 0
 
+    # -- flooding --------------------------------------------------------------------------------------
+    @staticmethod
+    def _flood_devmap(name: str) -> syscall.Map:
+        return syscall.Map(syscall.MAP_DEVMAP_HASH, 4, switchprog.FLOOD_VALUE.size, MAX_FLOOD_MEMBERS, name)
+
+    def set_flood(self, bridge: int, vlan: int, ifindexes: Iterable[int]) -> None:
+        """Flood (bridge, VLAN) in the kernel to exactly ``ifindexes`` (each but the ingress one)."""
+        key = switchprog.flood_key(bridge, vlan)
+        want = set(ifindexes)
+        row = self.floods.get(key)
+        if row is None:
+            devmap = self._flood_devmap(f"vsw_fl{bridge}_{vlan}")
+            try:
+                self._fill(devmap, set(), want)
+                self.flood.update(key, _IFINDEX.pack(devmap.fd))
+            except Exception:
+                devmap.close()
+                raise
+            self.floods[key] = (devmap, want)
+            return
+        devmap, have = row
+        self._fill(devmap, have, want)
+
+    def _fill(self, devmap: syscall.Map, have: set[int], want: set[int]) -> None:
+        """Bring ``devmap`` from ``have`` to ``want`` in place (``have`` follows): added first, then removed."""
+        for ifindex in sorted(want - have):
+            egress = self.egress_tap if ifindex in self.taps else self.egress
+            devmap.update(_IFINDEX.pack(ifindex), switchprog.FLOOD_VALUE.pack(ifindex, egress.fd))
+            have.add(ifindex)
+        for ifindex in sorted(have - want):
+            devmap.delete(_IFINDEX.pack(ifindex))
+            have.discard(ifindex)
+
+    def drop_flood(self, key: bytes) -> None:
+        row = self.floods.pop(key, None)
+        if row is not None:
+            self.flood.delete(key)
+            row[0].close()
+
     def close(self) -> None:
-        for obj in (self.prog, self.ports, self.fdb, self.tx, self.stats):
+        for key in list(self.floods):
+            self.drop_flood(key)
+        for obj in (self.prog, self.flood, self.egress, self.egress_tap, self.ports, self.fdb, self.tx, self.stats):
             obj.close()

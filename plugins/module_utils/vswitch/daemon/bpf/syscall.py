@@ -15,9 +15,12 @@ from typing import Iterator, Optional
 # x86_64 and aarch64 numbers; other architectures report BPF as unavailable.
 _SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine(), -1)
 MAP_CREATE, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM, MAP_GET_NEXT_KEY, PROG_LOAD = 0, 1, 2, 3, 4, 5
-PROG_TEST_RUN = 10
-MAP_HASH, MAP_ARRAY, MAP_PERCPU_HASH, MAP_PERCPU_ARRAY, MAP_DEVMAP, MAP_DEVMAP_HASH = 1, 2, 5, 6, 14, 25
+PROG_TEST_RUN, PROG_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD = 10, 13, 15
+MAP_HASH, MAP_ARRAY, MAP_PERCPU_HASH, MAP_PERCPU_ARRAY, MAP_HASH_OF_MAPS, MAP_DEVMAP, MAP_DEVMAP_HASH = (
+    1, 2, 5, 6, 13, 14, 25)
 PROG_XDP = 6
+ATTACH_XDP_DEVMAP = 33          # enum bpf_attach_type: a devmap entry's egress program
+TEST_XDP_LIVE_FRAMES = 1 << 1   # BPF_PROG_TEST_RUN sends what the program redirects, for real
 ANY, NOEXIST, EXIST = 0, 1, 2
 LOG_SIZE = 1 << 20
 
@@ -72,8 +75,10 @@ class Map:
     """A BPF map: fixed-size byte keys and values (per-CPU maps: one value per possible CPU, 8-byte aligned)."""
 
     def __init__(self, kind: int, key_size: int, value_size: int, max_entries: int, name: str = "",
-                 flags: int = 0) -> None:
-        attr = _attr("IIIIIII16s", kind, key_size, value_size, max_entries, flags, 0, 0, name.encode()[:15])
+                 flags: int = 0, inner: Optional[Map] = None) -> None:
+        # ``inner``: for a map of maps, the map every value must look like (type, sizes, max_entries).
+        attr = _attr("IIIIIII16s", kind, key_size, value_size, max_entries, flags, inner.fd if inner else 0, 0,
+                     name.encode()[:15])
         self.fd = bpf(MAP_CREATE, attr, f"creating map {name or kind}")
         self.kind = kind
         self.key_size = key_size
@@ -149,12 +154,13 @@ class Map:
 class Prog:
     """A loaded (verified, JIT-compiled) program."""
 
-    def __init__(self, kind: int, code: bytes, name: str = "", license_: str = "GPL", flags: int = 0) -> None:
+    def __init__(self, kind: int, code: bytes, name: str = "", license_: str = "GPL", flags: int = 0,
+                 attach_type: int = 0) -> None:
         insns = ctypes.create_string_buffer(code, len(code))
         lic = ctypes.create_string_buffer(license_.encode())
         log = ctypes.create_string_buffer(LOG_SIZE)
-        attr = _attr("IIQQIIQII16s", kind, len(code) // 8, _addr(insns), _addr(lic), 1, LOG_SIZE, _addr(log),
-                     0, flags, name.encode()[:15])
+        attr = _attr("IIQQIIQII16sII", kind, len(code) // 8, _addr(insns), _addr(lic), 1, LOG_SIZE, _addr(log),
+                     0, flags, name.encode()[:15], 0, attach_type)
         try:
             self.fd = bpf(PROG_LOAD, attr, f"loading program {name}")
         except BpfError as err:
@@ -162,15 +168,24 @@ class Prog:
             raise BpfError(err.errno, f"the kernel refused program {name}", _tail(text)) from None
         self.name = name
 
-    def test_run(self, data: bytes, ingress_ifindex: int = 0, repeat: int = 1) -> tuple:
-        """Run once on ``data`` (``BPF_PROG_TEST_RUN``): (return code, the frame as the program left it)."""
+    def test_run(self, data: bytes, ingress_ifindex: int = 0, repeat: int = 1, live: bool = False) -> tuple:
+        """Run on ``data`` (``BPF_PROG_TEST_RUN``): (return code, the frame as the program left it).
+
+        ``live``: frames the program redirects are really sent (``BPF_F_TEST_XDP_LIVE_FRAMES``), devmap
+        egress programs included; the kernel then reports neither return code nor frame: (0, b"").
+        """
         inbuf = ctypes.create_string_buffer(data, len(data))
         outbuf = ctypes.create_string_buffer(len(data) + 256)
         ctx = ctypes.create_string_buffer(struct.pack("6I", 0, len(data), 0, ingress_ifindex, 0, 0), 24)
-        attr = _attr("IIIIQQII", self.fd, 0, len(data), len(outbuf), _addr(inbuf), _addr(outbuf), repeat, 0)
+        attr = _attr("IIIIQQII", self.fd, 0, len(data), 0 if live else len(outbuf), _addr(inbuf),
+                     0 if live else _addr(outbuf), repeat, 0)
         if ingress_ifindex:
             struct.pack_into("IIQQ", attr, 40, 24, 0, _addr(ctx), 0)
+        if live:
+            struct.pack_into("I", attr, 64, TEST_XDP_LIVE_FRAMES)
         bpf(PROG_TEST_RUN, attr, f"test run of program {self.name}")
+        if live:
+            return 0, b""
         retval, _in, size_out = struct.unpack_from("III", attr, 4)
         return retval, outbuf.raw[:size_out]
 
@@ -178,6 +193,22 @@ class Prog:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def prog_name(prog_id: int) -> Optional[str]:
+    """The name a loaded program was given (``bpf_prog_info.name``), or None if it is gone."""
+    try:
+        fd = bpf(PROG_GET_FD_BY_ID, _attr("I", prog_id), f"opening program {prog_id}")
+    except BpfError:
+        return None
+    try:
+        info = ctypes.create_string_buffer(80)   # struct bpf_prog_info up to and with name[16] (at 64)
+        bpf(OBJ_GET_INFO_BY_FD, _attr("IIQ", fd, len(info), _addr(info)), f"reading program {prog_id}")
+        return info.raw[64:80].split(b"\0", 1)[0].decode("ascii", "replace")
+    except BpfError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _tail(text: str, lines: int = 40) -> str:
