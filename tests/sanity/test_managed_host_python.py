@@ -59,7 +59,8 @@ def runtime_generics(source: str, filename: str = "<src>") -> list[str]:
             value = node.value
             name = value.id if isinstance(value, ast.Name) else value.attr if isinstance(value, ast.Attribute) else ""
             base = value.value.id if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name) else ""
-            if name in PEP585 and base not in ("typing", "t") and not (isinstance(value, ast.Name) and name in from_typing):
+            imported = isinstance(value, ast.Name) and name in from_typing
+            if name in PEP585 and base not in ("typing", "t") and not imported:
                 found.append(f"{filename}:{node.lineno} {name}[...]")
     return found
 
