@@ -15,7 +15,6 @@ The proof is what the kernel holds (``bridge -j vlan show``) and frames on the w
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from ansible_runner import run_playbook, write_inventory
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "daemon"))
 from vswitchd_lab import Capture, send_raw, vlan_ids  # noqa: E402, I001  (first: it puts vswitch on sys.path)
-from test_hotplug import TEMPLATES, render  # noqa: E402  (the role's template, rendered for the checkout)
+from test_hotplug import TEMPLATES, XenHost, render  # noqa: E402  (the role's template, rendered for the checkout)
 from test_vsctl_callers import XEN_SCRIPTS, XENSTORE  # noqa: E402  (Debian's scripts; the xenstore stand-in)
 
 ROLE_DEFAULTS = yaml.safe_load((TEMPLATES.parent / "defaults" / "main.yml").read_text())
@@ -67,7 +66,7 @@ PLAY = [{
 }]
 
 
-class KernelDom0:
+class KernelDom0(XenHost):
     """dom0 on the kernel datapath: its namespace, the declaration, xenstore, and both vif scripts."""
 
     def __init__(self, lab, tmp: Path) -> None:
@@ -85,27 +84,13 @@ class KernelDom0:
         self.env = {"PATH": f"{self.bin}:/usr/sbin:/usr/bin:/sbin:/bin", "XENSTORE_DIR": str(self.store),
                     "OPENVIF_STATE_DIR": str(self.state_dir)}
 
-    def xs(self, key: str) -> str:
-        target = self.store / key.strip("/") / "__value"
-        return target.read_text() if target.exists() else ""
-
-    def xs_write(self, key: str, value: str) -> None:
-        target = self.store / key.strip("/") / "__value"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(value)
-
     def start_domain(self, domid: int, name: str, bridge: str) -> tuple[str, str]:
         """What xl does before the vif script: the VIF (down) wired to the VM, the domain in xenstore."""
         vif, mac = f"vif{domid}.0", VMS[name][0]
         vm_ns = self.lab.ns(name)
         self.lab.link(self.ns, vif, vm_ns, "eth0", up=False)
         self.lab.run(vm_ns, "ip", "link", "set", "eth0", "address", mac, "up")
-        backend = f"/local/domain/0/backend/vif/{domid}/0"
-        for key, value in ((f"{backend}/bridge", bridge), (f"{backend}/frontend-id", str(domid)),
-                           (f"{backend}/mac", mac), (f"/local/domain/{domid}/vm", f"/vm/{name}-uuid"),
-                           (f"/vm/{name}-uuid/name", name), (f"/vm/{name}-uuid/uuid", f"{name}-uuid")):
-            self.xs_write(key, value)
-        return vif, backend
+        return vif, self.write_domain(domid, name, mac, bridge)
 
     def destroy_domain(self, vif: str) -> None:
         self.lab.run(self.ns, "ip", "link", "del", vif)
@@ -127,18 +112,6 @@ class KernelDom0:
         """Each port's VLAN entries as the kernel holds them, one per VID."""
         out = self.lab.run(self.ns, "bridge", "-j", "vlan", "show").stdout
         return {entry["ifname"]: entry["vlans"] for entry in json.loads(out or "[]")}
-
-    def master(self, ifname: str) -> str:
-        out = self.lab.run(self.ns, "ip", "-o", "link", "show", ifname).stdout
-        return out.split(" master ")[1].split()[0] if " master " in out else ""
-
-    def ports(self, bridge: str) -> list[str]:
-        out = self.lab.run(self.ns, "ip", "-o", "link", "show", "master", bridge).stdout
-        return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line.strip())
-
-    def realised(self) -> list[str]:
-        where = self.state_dir / "vifs"
-        return sorted(os.listdir(where)) if where.exists() else []
 
 
 @pytest.fixture
@@ -176,7 +149,7 @@ def test_vifs_of_changing_domids_get_exactly_their_declared_vlan_entries_and_not
     assert all("flags" not in entry for entry in uplink[1:]), [e for e in uplink[1:] if "flags" in e][:3]
     links = {link["ifname"]: link for link in json.loads(lab.run(dom0.ns, "ip", "-d", "-j", "link").stdout)}
     assert links["xenbr0"]["linkinfo"]["info_data"]["vlan_filtering"] == 1
-    baseline = (linked, dom0.ports("xenbr0"), dom0.ports("xapi30"))
+    baseline = (linked, dom0.kernel_ports("xenbr0"), dom0.kernel_ports("xapi30"))
     on_vlan30 = linked["xapi30-vn"]   # what a plain port of the VLAN network's (unfiltered) bridge holds
     for cycle in range(3):
         vifs = {}
@@ -223,7 +196,7 @@ def test_vifs_of_changing_domids_get_exactly_their_declared_vlan_entries_and_not
             assert done.returncode == 0, (name, done.stderr)
             dom0.destroy_domain(vif)
         # Offline leaves nothing: the bridges hold what the playbook made, no VIF record is left.
-        assert (dom0.vlans(), dom0.ports("xenbr0"), dom0.ports("xapi30")) == baseline, cycle
+        assert (dom0.vlans(), dom0.kernel_ports("xenbr0"), dom0.kernel_ports("xapi30")) == baseline, cycle
         assert dom0.realised() == []
 
     # (In the same test: the playbook that declares the host takes minutes of TCG.) A caller that
@@ -233,4 +206,4 @@ def test_vifs_of_changing_domids_get_exactly_their_declared_vlan_entries_and_not
     assert done.returncode == 1 and dom0.xs(f"{backend}/hotplug-status") == "error", done.stderr
     assert "differs from profile web01/0, which declares vlan 10" in dom0.xs(f"{backend}/hotplug-error")
     assert dom0.master(vif) == "" and dom0.realised() == []
-    assert (dom0.vlans(), dom0.ports("xenbr0"), dom0.ports("xapi30")) == baseline
+    assert (dom0.vlans(), dom0.kernel_ports("xenbr0"), dom0.kernel_ports("xapi30")) == baseline

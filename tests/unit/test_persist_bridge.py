@@ -7,12 +7,14 @@ integration test renders them through the real role and compares with the same g
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
+from ansible.plugins.filter.core import to_uuid
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,13 +70,21 @@ FILES = {
 }
 
 
-def render(fmt: str, cfg: dict) -> dict[str, str]:
-    files = {name: template for name, template in FILES[fmt].items()
-             if not (cfg["datapath"] == "userspace" and name.endswith(".netdev"))}  # vswitchd's bridge
+def template_env() -> Environment:
+    """The role's templates as Ansible renders them: its template options, and the filters they use."""
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), trim_blocks=True, keep_trailing_newline=True,
                       undefined=StrictUndefined)
     env.filters["bool"] = lambda value: value if isinstance(value, bool) else str(value).lower() in (
         "1", "true", "yes", "on")
+    env.filters["to_uuid"] = to_uuid
+    env.filters["to_json"] = json.dumps
+    return env
+
+
+def render(fmt: str, cfg: dict) -> dict[str, str]:
+    files = {name: template for name, template in FILES[fmt].items()
+             if not (cfg["datapath"] == "userspace" and name.endswith(".netdev"))}  # vswitchd's bridge
+    env = template_env()
     cfg = {"bond": None, **cfg}   # no bond uplink (tests/unit/test_persist_bridge_bond.py has those)
     return {name.format(**cfg): env.get_template(template).render(cfg=cfg) for name, template in files.items()}
 

@@ -10,7 +10,6 @@ NetworkManager use; networkd and netplan have names of their own, checked here a
 """
 from __future__ import annotations
 
-import json
 import shlex
 import subprocess
 
@@ -18,8 +17,7 @@ import pytest
 from ansible.plugins.filter.core import to_uuid
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.kernel_bonds import bond_attrs, driver_options
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.model import BondSpec
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from test_persist_bridge import CASES, GOLDEN, TEMPLATES, parse_ifcfg, parse_interfaces, parse_unit
+from test_persist_bridge import CASES, GOLDEN, parse_ifcfg, parse_interfaces, parse_unit, template_env
 from test_persist_bridge_nm_netplan import netplan_generate, nm_normalised
 
 
@@ -69,12 +67,7 @@ def files_of(fmt: str, cfg: dict) -> list[tuple[str, str, str | None]]:
 
 
 def render(fmt: str, cfg: dict) -> dict[str, str]:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), trim_blocks=True, keep_trailing_newline=True,
-                      undefined=StrictUndefined)
-    env.filters["bool"] = lambda value: value if isinstance(value, bool) else str(value).lower() in (
-        "1", "true", "yes", "on")
-    env.filters["to_uuid"] = to_uuid
-    env.filters["to_json"] = json.dumps
+    env = template_env()
     return {dest: env.get_template(src).render(cfg=cfg, bridge_nic=port) for dest, src, port in files_of(fmt, cfg)}
 
 

@@ -8,16 +8,14 @@ running NetworkManager.) Rendering is the one test_persist_bridge.py uses, with 
 from __future__ import annotations
 
 import ipaddress
-import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from ansible.plugins.filter.core import to_uuid
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from test_persist_bridge import CASES as BASE_CASES
-from test_persist_bridge import GOLDEN, TEMPLATES, parse_unit
+from test_persist_bridge import GOLDEN, parse_unit, template_env
 
 # NetworkManager's bridge.forward-delay is whole seconds (the role refuses 4.5 s before the host
 # changes): the STP case with a whole number stands in for stp_search_nomac there.
@@ -39,12 +37,7 @@ PAIRS = [(case, fmt) for case in sorted(CASES) for fmt in FORMATS.get(case, sort
 
 
 def render(fmt: str, cfg: dict) -> dict[str, str]:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), trim_blocks=True, keep_trailing_newline=True,
-                      undefined=StrictUndefined)
-    env.filters["bool"] = lambda value: value if isinstance(value, bool) else str(value).lower() in (
-        "1", "true", "yes", "on")
-    env.filters["to_uuid"] = to_uuid
-    env.filters["to_json"] = json.dumps
+    env = template_env()
     cfg = {"bond": None, **cfg}   # no bond uplink (tests/unit/test_persist_bridge_bond.py has those)
     return {name.format(**cfg): env.get_template(template).render(cfg=cfg) for name, template in FILES[fmt].items()}
 

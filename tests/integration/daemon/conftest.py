@@ -22,3 +22,14 @@ def vswitchd(netlab, tmp_path):
     finally:
         for daemon in daemons:
             daemon.stop()
+
+
+@pytest.fixture
+def daemons():
+    """Daemons a test starts itself (``daemons.append(Daemon(...).start())``), all stopped afterwards."""
+    started: list[Daemon] = []
+    try:
+        yield started
+    finally:
+        for daemon in started:
+            daemon.stop()

@@ -18,16 +18,6 @@ NETLAB_PREFIX = "xp"   # this area's namespaces (tests/conftest.py)
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-    try:
-        yield started
-    finally:
-        for daemon in started:
-            daemon.stop()
-
-
 def xdp_prog(lab: NetLab, ns: str, dev: str):
     """The id of the XDP program on ``dev`` (any mode), or None."""
     links = json.loads(lab.run(ns, "ip", "-j", "-d", "link", "show", dev).stdout)

@@ -15,16 +15,6 @@ NETLAB_PREFIX = "xf"   # this module's namespaces (tests/conftest.py)
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def daemons():
-    started: list[Daemon] = []
-    try:
-        yield started
-    finally:
-        for daemon in started:
-            daemon.stop()
-
-
 def raw(dst: str, src: str, tag: str) -> bytes:
     return bytes.fromhex(dst.replace(":", "")) + bytes.fromhex(src.replace(":", "")) + b"\x88\xb5" + tag.encode() * 8
 

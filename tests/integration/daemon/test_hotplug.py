@@ -53,7 +53,47 @@ def render(template: str, dest: Path, socket: Path) -> Path:
     return dest
 
 
-class Dom0:
+class XenHost:
+    """What every dom0 stand-in shares: the xenstore stand-in's files, xl's domain records, and reads of
+    what the scripts did. Subclasses set lab, ns, state_dir and store."""
+
+    lab: NetLab
+    ns: str
+    state_dir: Path
+    store: Path
+
+    def xs(self, key: str) -> str:
+        target = self.store / key.strip("/") / "__value"
+        return target.read_text() if target.exists() else ""
+
+    def xs_write(self, key: str, value: str) -> None:
+        target = self.store / key.strip("/") / "__value"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(value)
+
+    def write_domain(self, domid: int, name: str, mac: str, bridge: str) -> str:
+        """xl's xenstore records of domain ``domid``'s first VIF and of the VM; returns its backend path."""
+        backend = f"/local/domain/0/backend/vif/{domid}/0"
+        for key, value in ((f"{backend}/bridge", bridge), (f"{backend}/frontend-id", str(domid)),
+                           (f"{backend}/mac", mac), (f"/local/domain/{domid}/vm", f"/vm/{name}-uuid"),
+                           (f"/vm/{name}-uuid/name", name), (f"/vm/{name}-uuid/uuid", f"{name}-uuid")):
+            self.xs_write(key, value)
+        return backend
+
+    def master(self, ifname: str) -> str:
+        out = self.lab.run(self.ns, "ip", "-o", "link", "show", ifname).stdout
+        return out.split(" master ")[1].split()[0] if " master " in out else ""
+
+    def kernel_ports(self, bridge: str) -> list[str]:
+        out = self.lab.run(self.ns, "ip", "-o", "link", "show", "master", bridge).stdout
+        return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line.strip())
+
+    def realised(self) -> list[str]:
+        where = self.state_dir / "vifs"
+        return sorted(os.listdir(where)) if where.exists() else []
+
+
+class Dom0(XenHost):
     """The hypervisor: its namespace, vswitchd, the declaration, xenstore and the rendered scripts."""
 
     def __init__(self, lab: NetLab, daemon, tmp: Path) -> None:
@@ -75,26 +115,12 @@ class Dom0:
         DeclarationStore(str(self.state_dir)).save(
             Declaration(profiles={p.key: p.to_entry() for p in map(Profile.from_params, profiles)}))
 
-    def xs(self, key: str) -> str:
-        target = self.store / key.strip("/") / "__value"
-        return target.read_text() if target.exists() else ""
-
-    def xs_write(self, key: str, value: str) -> None:
-        target = self.store / key.strip("/") / "__value"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(value)
-
     def start_domain(self, domid: int, name: str, mac: str, bridge: str, vm_ns: str) -> str:
         """What xl does before it runs the vif script: the VIF (down), and the domain in xenstore."""
         vif = f"vif{domid}.0"
         self.lab.link(self.ns, vif, vm_ns, "eth0", up=False)
         self.lab.run(vm_ns, "ip", "link", "set", "eth0", "address", mac, "up")
-        backend = f"/local/domain/0/backend/vif/{domid}/0"
-        for key, value in ((f"{backend}/bridge", bridge), (f"{backend}/frontend-id", str(domid)),
-                           (f"{backend}/mac", mac), (f"/local/domain/{domid}/vm", f"/vm/{name}-uuid"),
-                           (f"/vm/{name}-uuid/name", name), (f"/vm/{name}-uuid/uuid", f"{name}-uuid")):
-            self.xs_write(key, value)
-        return backend
+        return self.write_domain(domid, name, mac, bridge)
 
     def destroy_domain(self, domid: int) -> None:
         self.lab.run(self.ns, "ip", "link", "del", f"vif{domid}.0")
@@ -116,17 +142,6 @@ class Dom0:
         assert done.returncode == 0, (argv, done.stderr)
         return done.stdout.strip()
 
-    def master(self, ifname: str) -> str:
-        out = self.lab.run(self.ns, "ip", "-o", "link", "show", ifname).stdout
-        return out.split(" master ")[1].split()[0] if " master " in out else ""
-
-    def kernel_ports(self, bridge: str) -> list[str]:
-        out = self.lab.run(self.ns, "ip", "-o", "link", "show", "master", bridge).stdout
-        return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line.strip())
-
-    def realised(self) -> list[str]:
-        where = self.state_dir / "vifs"
-        return sorted(os.listdir(where)) if where.exists() else []
 
 
 @pytest.fixture
