@@ -143,7 +143,6 @@ class Dom0(XenHost):
         return done.stdout.strip()
 
 
-
 @pytest.fixture
 def dom0(netlab, vswitchd, tmp_path):
     ns = netlab.ns("dom0")
