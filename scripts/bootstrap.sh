@@ -12,7 +12,8 @@ LAB_PKGS=(iproute2 iputils-ping python3-venv procps)
 TEST_PKGS=("${LAB_PKGS[@]}" tcpdump iperf3 dnsmasq-base podman runc debootstrap iptables uidmap
            openvswitch-switch rsync qemu-system-x86 kmod postgresql shellcheck
            libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-           network-manager netplan.io)   # the bridge role's keyfiles and netplan file, read back by both
+           network-manager netplan.io   # the bridge role's keyfiles and netplan file, read back by both
+           openssh-server openssh-client)   # the bridge role over Ansible's ssh connection (a test's own sshd)
 case "$PROFILE" in
   lab) PKGS=("${LAB_PKGS[@]}") ;;
   test) PKGS=("${TEST_PKGS[@]}") ;;
