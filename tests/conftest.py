@@ -22,8 +22,10 @@ GUESTS_AHEAD: list[str] = []   # commands of the selected `guest` tests, not yet
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Load-sensitive tests first, while nothing else runs; the rest keep their order."""
-    items.sort(key=lambda item: item.get_closest_marker("load_sensitive") is None)
+    """Load-sensitive tests first, while nothing else runs; the tests that wait for a guest's result
+    last, so that the guest (started ahead, below) runs beside all the others; the rest keep their order."""
+    items.sort(key=lambda item: (item.get_closest_marker("load_sensitive") is None,
+                                 item.get_closest_marker("guest") is not None))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
