@@ -9,15 +9,18 @@ kernel and runs this file there after the VLAN checks, in the same guest; by han
 
 The bonds are made by the collection's own planner and kernel backend, in a namespace standing
 for the hypervisor (bkhv); a second namespace (bksw) is the physical side: a Linux bridge for
-active-backup, a Linux 802.3ad bond as the LACP partner. Checked with ip -d link and
-/proc/net/bonding, and with pings across.
+active-backup, a Linux 802.3ad bond, or vswitchd's own LACP bond (the userspace datapath, run here
+from the same checkout) as the LACP partner. Checked with ip -d link, /proc/net/bonding and
+vswitchd's lacp_show, and with pings across.
 """
 from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +28,9 @@ from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.errors imp
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.kernel import KernelBackend
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.model import BridgeSpec
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.plan import plan_bridge, plan_bridge_absent
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "daemon"))
+from vswitchd_lab import Daemon  # noqa: E402  (vswitchd as the tests start it, by its PID)
 
 pytestmark = pytest.mark.integration
 HV, SW = "bkhv", "bksw"
@@ -99,6 +105,16 @@ def ping_loss(count: int, target: str, during: Any = None) -> tuple[int, int]:
     found = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", out)
     assert found, out
     return int(found.group(1)), int(found.group(2))
+
+
+def aggregated(where: str, bond: str) -> bool:
+    """Both members of kernel bond ``bond`` in the active aggregator, each in sync, collecting and distributing."""
+    text = bonding(where, bond)
+    active = re.search(r"Active Aggregator Info:.*?Number of ports: (\d+)", text, re.S)
+    actor = [int(state) for state in re.findall(r"details actor lacp pdu:.*?port state: (\d+)", text, re.S)]
+    in_use = SYNCHRONIZATION | COLLECTING | DISTRIBUTING
+    return bool(active) and active.group(1) == "2" and "Partner Mac Address: 00:00:00:00:00:00" not in text \
+        and len(actor) == 2 and all(state & in_use == in_use for state in actor)
 
 
 def test_active_backup_bond_uplink_failover_and_removal(lab: KernelBackend) -> None:
@@ -179,14 +195,6 @@ def test_balance_tcp_bond_negotiates_lacp_with_a_linux_802_3ad_partner(lab: Kern
     ns(HV, "ip", "addr", "add", "10.78.0.1/24", "dev", "bkbr1")
     ns(HV, "ip", "link", "set", "bkbr1", "up")
 
-    def aggregated(where: str, bond: str) -> bool:
-        """Both members in the active aggregator, each in sync, collecting and distributing."""
-        text = bonding(where, bond)
-        active = re.search(r"Active Aggregator Info:.*?Number of ports: (\d+)", text, re.S)
-        actor = [int(state) for state in re.findall(r"details actor lacp pdu:.*?port state: (\d+)", text, re.S)]
-        in_use = SYNCHRONIZATION | COLLECTING | DISTRIBUTING
-        return bool(active) and active.group(1) == "2" and "Partner Mac Address: 00:00:00:00:00:00" not in text \
-            and len(actor) == 2 and all(state & in_use == in_use for state in actor)
     deadline = time.monotonic() + 60   # fast LACPDUs every second; the guest is emulated (TCG)
     while time.monotonic() < deadline and not (aggregated(HV, "bkbond1") and aggregated(SW, "bkpeer0")):
         time.sleep(1)
@@ -209,3 +217,47 @@ def test_balance_tcp_bond_negotiates_lacp_with_a_linux_802_3ad_partner(lab: Kern
     lab.apply(plan_bridge_absent("bkbr1", lab.read()))
     links = lab.read().links
     assert "bkbond1" not in links and links["bkm3"].master is None and links["bkm3"].up
+
+
+def test_balance_tcp_kernel_bond_negotiates_lacp_with_vswitchd(lab: KernelBackend, tmp_path: Path) -> None:
+    """The two datapaths as each other's LACP partner: the kernel's 802.3ad bond, made by the backend,
+    against vswitchd's own 802.1AX state machines on the far side."""
+    daemon = Daemon(SW, tmp_path).start(timeout=120)   # the guest is emulated: Python starts slowly
+    try:
+        assert daemon.ctl("add-br", "bksw1").returncode == 0
+        added = daemon.ctl("add-bond", "bksw1", "bkpeer1", "bkp3", "bkp4", "bond_mode=balance-tcp", "lacp=active",
+                           "other_config:lacp-time=fast")
+        assert added.returncode == 0, added.stderr
+        ns(SW, "ip", "addr", "add", "10.79.0.2/24", "dev", "bksw1")   # vswitchd's internal port
+        ns(SW, "ip", "link", "set", "bksw1", "up")
+        params = {"name": "bkbr2", "uplink": {"bond": "bkbond2", "members": ["bkm3", "bkm4"],
+                                              "mode": "balance-tcp", "lacp": "active", "lacp_rate": "fast"}}
+        converge(lab, params)
+        ns(HV, "ip", "addr", "add", "10.79.0.1/24", "dev", "bkbr2")
+        ns(HV, "ip", "link", "set", "bkbr2", "up")
+
+        def vswitchd_distributes() -> bool:
+            shown = daemon.call("lacp_show", {"bond": "bkpeer1"})[0]
+            return shown["negotiated"] and len(shown["members"]) == 2 and all(
+                m["attached"] and "distributing" in m["actor"]["state"] and "distributing" in m["partner"]["state"]
+                for m in shown["members"])
+        deadline = time.monotonic() + 90   # fast LACPDUs every second, on the emulated guest's timers
+        while time.monotonic() < deadline and not (aggregated(HV, "bkbond2") and vswitchd_distributes()):
+            time.sleep(1)
+        ours, theirs = bonding(HV, "bkbond2"), daemon.ctl("lacp-show", "bkpeer1").stdout
+        print(ours)
+        print(theirs)
+        assert aggregated(HV, "bkbond2"), ours
+        assert vswitchd_distributes(), theirs
+        assert "status: active negotiated" in theirs and theirs.count("current attached") == 2, theirs
+        shown = {row["bond"]: row for row in lab.bonds()}["bkbond2"]
+        assert shown["lacp_status"] == "negotiated" and shown["aggregator"]["ports"] == 2, shown
+        sent, received = ping_loss(100, "10.79.0.2")
+        print(f"kernel bond -> vswitchd bond: {received} of {sent} answered")
+        assert received > sent / 2
+        counters = {m["name"]: m for m in daemon.call("bond_show", {"bond": "bkpeer1"})[0]["members"]}
+        assert all(m["rx_packets"] > 0 for m in counters.values()), counters   # LACPDUs on each, the ping on one
+        lab.apply(plan_bridge_absent("bkbr2", lab.read()))
+        assert "bkbond2" not in lab.read().links
+    finally:
+        daemon.stop()

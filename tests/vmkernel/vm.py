@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "vmkernel"
 # Loaded in the initramfs before the guest switches to the shared root: the 9p root itself,
 # and what the tests need (the bridge, veth, 802.1Q for VLAN devices inside test namespaces,
-# the bonding driver for the kernel datapath's bonds).
-MODULES = ("virtio_pci", "9pnet_virtio", "9p", "bridge", "veth", "8021q", "bonding")
+# the bonding driver for the kernel datapath's bonds, tun for the internal port of a vswitchd that
+# stands as a kernel bond's LACP partner).
+MODULES = ("virtio_pci", "9pnet_virtio", "9p", "bridge", "veth", "8021q", "bonding", "tun")
 RC_MARK = "VMKERNEL-RC="
 # Where the test suite writes inside the checkout (Ansible's local temp, see tests/conftest.py).
 WRITABLE = (ROOT / ".cache" / "ansible-tmp",)
