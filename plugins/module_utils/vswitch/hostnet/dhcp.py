@@ -34,8 +34,21 @@ class DhcpTimeout(Exception):
     """No lease within the time allowed."""
 
 
+class KeptLease:
+    """What a lease dataclass needs to be kept in a file: its fields as a dict, and back (fields a newer
+    version wrote and this one does not know are left out)."""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Any:
+        known = set(cls.__dataclass_fields__)  # pylint: disable=no-member
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
 @dataclass
-class Lease:
+class Lease(KeptLease):
     address: str
     prefixlen: int
     server: str
@@ -47,14 +60,6 @@ class Lease:
     renew_after: Optional[int] = None    # T1, seconds after ``obtained`` (option 58; RFC 2131: half the lease)
     rebind_after: Optional[int] = None   # T2 (option 59; RFC 2131: 7/8 of the lease)
     obtained: float = 0.0                # time.time() of the ACK
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Lease:
-        known = set(cls.__dataclass_fields__)  # pylint: disable=no-member
-        return cls(**{key: value for key, value in data.items() if key in known})
 
     @property
     def t1(self) -> float:

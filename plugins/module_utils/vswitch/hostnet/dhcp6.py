@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional
 
+from .dhcp import KeptLease
 from .probe import _mac_bytes
 
 CLIENT_PORT, SERVER_PORT = 546, 547
@@ -58,7 +59,7 @@ class Dhcp6Refused(Exception):
 
 
 @dataclass
-class Lease6:
+class Lease6(KeptLease):
     address: str
     server_id: str                      # the server's DUID, hex: Renew and Release name it
     iaid: int
@@ -71,14 +72,6 @@ class Lease6:
     domains: list[str] = field(default_factory=list)
     obtained: float = 0.0
     prefixlen: int = 128
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Lease6:
-        known = set(cls.__dataclass_fields__)  # pylint: disable=no-member
-        return cls(**{key: value for key, value in data.items() if key in known})
 
     @property
     def t1(self) -> float:
