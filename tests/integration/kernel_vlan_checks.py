@@ -126,9 +126,11 @@ def test_vlans_on_kernel_bridges_reach_across_the_trunk_and_never_cross(trunked_
         assert not lab.ping(ns[source], target, count=2), f"{source} reached {target} across VLANs"
 
     # On the wire between the hosts each network carries its tag; the untagged network none.
+    # Six seconds: under TCG starting the second capture's Python alone can take a second or two, and the
+    # first capture's window must still hold the three pings (a 2 s window once closed before them).
     for near, far, tag in (("vm1", "vm3", 5), ("vm2", "vm4", 6), ("vm5", "vm6", 7), ("vm8", "vm9", None)):
-        at_far = Capture(lab, hosts[VMS[far][0]], "peth0", seconds=2.0)
-        at_near = Capture(lab, hosts[VMS[near][0]], "peth0", seconds=2.0)
+        at_far = Capture(lab, hosts[VMS[far][0]], "peth0", seconds=6.0)
+        at_near = Capture(lab, hosts[VMS[near][0]], "peth0", seconds=6.0)
         assert lab.ping(ns[near], next(iter(VMS[far][4].values())), count=3)
         assert vlan_ids(at_far.frames(), mac_of(lab, ns[near], "eth0")) == {tag}
         assert vlan_ids(at_near.frames(), mac_of(lab, ns[far], "eth0")) == {tag}
