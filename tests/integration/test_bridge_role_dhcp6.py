@@ -1,11 +1,13 @@
-"""DHCPv6 through the move, in namespaces with a real DHCPv6 server: the 'physical network' namespace runs
-dnsmasq as DHCPv6 server (a 120 s lease, its shortest) and router (advertisements with the M flag: the
-prefix on-link without SLAAC, the default route). The host's uplink holds a DHCPv6 lease that nothing
-renews (the installer's client has exited); the move carries it to the bridge and asks the server again
-from there, the role reports that openvif-dhcp renews it, and the collection's client, run as the unit
-the role wrote runs it, keeps it past two lifetimes (a kill -9 halfway resumed from its state file),
-releasing it on SIGTERM. dnsmasq's log is the proof of every exchange. Where no DHCPv6 server answers, the
-move rolls back both families byte for byte. Names start with 'd6'; every wait is bounded.
+"""DHCP through the move, in namespaces with a real DHCP server for both families: the 'physical network'
+namespace runs dnsmasq as DHCPv4 and DHCPv6 server (120 s leases, its shortest) and router (advertisements
+with the M flag: the prefix on-link without SLAAC, the default route). The host's uplink holds a DHCPv6 lease
+that nothing renews (the installer's client has exited) and an IPv4 address the role takes as DHCP; the move
+carries both to the bridge and asks the server again from there, the role reports that openvif-dhcp renews
+each family, and the collection's client, run as the unit the role wrote and its drop-in run it (both
+families in one process), keeps both leases past two lifetimes (a kill -9 halfway resumed both from their
+state files, no new Discover), releasing both on SIGTERM. dnsmasq's log is the proof of every exchange.
+Where no DHCPv6 server answers, the move rolls back both families byte for byte. Names start with 'd6';
+every wait is bounded.
 """
 from __future__ import annotations
 
@@ -19,9 +21,8 @@ from pathlib import Path
 
 import pytest
 from netlab import sh
-from test_bridge_role import PhysicalNetwork
+from test_bridge_role import GATEWAY, HOST_IP, HOST_MAC, PhysicalNetwork
 from test_bridge_role_ipv6 import STATIC4, DualStackNetwork, TcpSession6
-from test_lease_keeper import unit_command
 
 NETLAB_PREFIX = "d6"   # this area's namespaces (tests/conftest.py)
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,11 +43,29 @@ print(lease.address)
 """
 
 
-class Dhcp6Network(PhysicalNetwork):
-    """PhysicalNetwork (IPv4 static on the host) plus a DHCPv6 server and router in phys."""
+def unit_command(unit: Path, instance: str) -> tuple[list[str], dict[str, str]]:
+    """ExecStart= (with %i) and Environment= of the unit file the role wrote and of the instance's drop-ins
+    (openvif-dhcp@INSTANCE.service.d/*.conf, read after it: their settings win), as systemd would run them."""
+    argv, env = [], {"PATH": os.environ["PATH"]}
+    dropins = unit.parent / (unit.name.replace("@.", f"@{instance}.") + ".d")
+    texts = [unit.read_text()] + [p.read_text() for p in sorted(dropins.glob("*.conf"))]
+    for line in "\n".join(texts).splitlines():
+        if line.startswith("ExecStart="):
+            argv = line[len("ExecStart="):].replace("%i", instance).split()
+        elif line.startswith("Environment="):
+            key, _eq, value = line[len("Environment="):].partition("=")
+            env[key] = value
+    assert argv, f"no ExecStart in {unit}"
+    return argv, env
 
-    def __init__(self, lab, env, tmp: Path) -> None:
+
+class Dhcp6Network(PhysicalNetwork):
+    """PhysicalNetwork (IPv4 on the host) plus a DHCPv6 server and router in phys; with ``dhcp4`` the same
+    dnsmasq also leases the host's IPv4 address (120 s)."""
+
+    def __init__(self, lab, env, tmp: Path, dhcp4: bool = False) -> None:
         super().__init__(lab, env, tmp)
+        self.dhcp4 = dhcp4
         self.lab.run(self.phys, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         self.lab.run(self.phys, "ip", "addr", "add", f"{GATEWAY6}/64", "dev", "eth0", "nodad")
         self.log = tmp / "dnsmasq6.log"
@@ -62,8 +81,10 @@ class Dhcp6Network(PhysicalNetwork):
         pid_file = self.tmp / "dnsmasq6.pid"
         pid_file.unlink(missing_ok=True)
         mode = f"2001:db8:77::100,2001:db8:77::1ff,64,{LEASE}" if dhcp else "2001:db8:77::,ra-only,64,1h"
+        dhcp4 = [f"--dhcp-range=10.77.0.100,10.77.0.150,{LEASE}", f"--dhcp-host={HOST_MAC},{HOST_IP}",
+                 f"--dhcp-option=3,{GATEWAY}", "--no-ping", "--dhcp-authoritative"] if self.dhcp4 else []
         sh("ip", "netns", "exec", self.phys, "dnsmasq", "--conf-file=/dev/null", "--port=0", "--interface=eth0",
-           "--bind-interfaces", "--enable-ra", f"--dhcp-range={mode}", "--ra-param=eth0,10,600",
+           "--bind-interfaces", "--enable-ra", f"--dhcp-range={mode}", *dhcp4, "--ra-param=eth0,10,600",
            f"--dhcp-leasefile={self.tmp / 'leases6'}", f"--pid-file={pid_file}", "--log-dhcp",
            f"--log-facility={self.log}")
         self.wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 10)
@@ -94,12 +115,22 @@ class Dhcp6Network(PhysicalNetwork):
         return sum(1 for line in lines if "DHCPREPLY(eth0)" in line and line.split()[4] in asked
                    and self.uplink_lease in line)
 
+    def acks(self) -> int:
+        """How often dnsmasq acknowledged the host's IPv4 lease (the move's request, then each renewal)."""
+        lines = self.log.read_text().splitlines() if self.log.exists() else []
+        return sum(1 for line in lines if f"DHCPACK(eth0) {HOST_IP} {HOST_MAC}" in line)
 
-@pytest.fixture
-def net6(netlab, ansible_env, tmp_path):
+    def leased4(self, dev: str) -> list[dict]:
+        """The link's IPv4 addresses with a lifetime (a lease), as `ip` shows them."""
+        out = json.loads(sh("ip", "-n", self.host, "-j", "-4", "addr", "show", "dev", dev).stdout)
+        return [a for link in out for a in link["addr_info"] if a.get("valid_life_time") != 4294967295]
+
+
+@pytest.fixture(params=[False], ids=["static4"])
+def net6(request, netlab, ansible_env, tmp_path):
     net = None
     try:
-        net = Dhcp6Network(netlab, ansible_env, tmp_path)
+        net = Dhcp6Network(netlab, ansible_env, tmp_path, dhcp4=request.param)
         yield net
     finally:
         if net:
@@ -107,9 +138,9 @@ def net6(netlab, ansible_env, tmp_path):
 
 
 def keeper_vars(net) -> dict:
-    return {"bridge_persist": False, "bridge_dhcp_python": sys.executable,
+    return {"bridge_persist": False, "bridge_dhcp_python": sys.executable, "bridge_dhcp_timeout": 8,
             "bridge_dhcp_install_dir": str(MODULE_UTILS), "bridge_dhcp_state_dir": str(net.tmp / "dhcp-state"),
-            **STATIC4}
+            **({} if net.dhcp4 else STATIC4)}
 
 
 def start_keeper(net, unit: Path, out) -> subprocess.Popen:
@@ -119,7 +150,8 @@ def start_keeper(net, unit: Path, out) -> subprocess.Popen:
     return proc
 
 
-def test_dhcp6_lease_moves_with_a_tcp_session_and_openvif_dhcp_keeps_it_past_two_lifetimes(net6):
+@pytest.mark.parametrize("net6", [True], ids=["dhcp4"], indirect=True)
+def test_both_leases_move_with_a_tcp_session_and_openvif_dhcp_keeps_them_past_two_lifetimes(net6):
     net = net6
     address = net.uplink_lease
     assert [a["local"] for a in net.leased("eth0")] == [address]
@@ -129,49 +161,61 @@ def test_dhcp6_lease_moves_with_a_tcp_session_and_openvif_dhcp_keeps_it_past_two
     assert rc == 0, out
     assert echo["error"] is None and echo["echoed"] == echo["sent"] > 10, echo
     assert "DHCPv6 lease on xenbr0 renewed by: openvif-dhcp" in out, out
-    assert "DHCP lease on xenbr0 renewed by: none (static)" in out, out
+    assert "DHCP lease on xenbr0 renewed by: openvif-dhcp" in out, out
     assert net.ipv6("eth0") == [] and [a["local"] for a in net.leased("xenbr0")] == [address]
+    assert [a["local"] for a in net.leased4("xenbr0")] == [HOST_IP]
+    assert 0 < net.leased4("xenbr0")[0]["valid_life_time"] <= LEASE
     verified = net.journal()["result"]["verified"]
     assert any(line.startswith("DHCPv6 server fe80::") and address in line for line in verified), verified
     assert net.replies("SOLICIT") >= 2, net.log.read_text()   # the uplink's lease, then the bridge's
     (default,) = net.default6("xenbr0")
     assert default["protocol"] == "ra", default
-    print(f"DHCPv6 move: {address} kept, TCP over IPv6 kept ({echo['echoed']} echoes, worst {echo['worst_rtt']} s)")
+    print(f"DHCP move: {HOST_IP} and {address} kept, TCP over IPv6 kept ({echo['echoed']} echoes, "
+          f"worst {echo['worst_rtt']} s)")
 
     unit = net.root / "etc" / "systemd" / "system" / "openvif-dhcp@.service"
+    assert "-m vswitch.hostnet.lease_keeper %i --state-dir" in unit.read_text()
     dropin = unit.parent / "openvif-dhcp@xenbr0.service.d" / "families.conf"
-    assert "Environment=OPENVIF_DHCP_FAMILIES=6" in dropin.read_text()
-    state = net.tmp / "dhcp-state" / "xenbr0.lease6"
-    moved_at, renewed_at_move = time.monotonic(), net.replies("RENEW")
+    assert "Environment=OPENVIF_DHCP_FAMILIES=4,6" in dropin.read_text()
+    state4, state6 = net.tmp / "dhcp-state" / "xenbr0.lease", net.tmp / "dhcp-state" / "xenbr0.lease6"
+    moved_at, renewed_at_move, acked_at_move = time.monotonic(), net.replies("RENEW"), net.acks()
     keeper_log = open(net.tmp / "keeper.log", "ab")
     try:
         first = start_keeper(net, unit, keeper_log)
-        time.sleep(LEASE + 10)   # halfway through the second lifetime: kill -9; it must resume from its file
+        time.sleep(LEASE + 10)   # halfway through the second lifetime: kill -9; it must resume from its files
         assert first.poll() is None, (net.tmp / "keeper.log").read_text()
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
-        assert json.loads(state.read_text())["address"] == address
+        assert json.loads(state6.read_text())["address"] == address
+        assert json.loads(state4.read_text())["address"] == HOST_IP
         second = start_keeper(net, unit, keeper_log)
         deadline = moved_at + 2 * LEASE + 15
         while time.monotonic() < deadline:
             assert second.poll() is None, (net.tmp / "keeper.log").read_text()
-            assert [a["local"] for a in net.leased("xenbr0")] == [address]  # `ip` drops it once expired
+            # `ip` drops an address once its lifetime is over
+            assert [a["local"] for a in net.leased("xenbr0")] == [address]
+            assert [a["local"] for a in net.leased4("xenbr0")] == [HOST_IP]
             time.sleep(5)
-        lifetime_now = net.leased("xenbr0")[0]["valid_life_time"]
-        renewals = net.replies("RENEW") - renewed_at_move
+        lifetime6, lifetime4 = net.leased("xenbr0")[0]["valid_life_time"], net.leased4("xenbr0")[0]["valid_life_time"]
+        renewals6, renewals4 = net.replies("RENEW") - renewed_at_move, net.acks() - acked_at_move
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=30)
     finally:
         keeper_log.close()
     text = (net.tmp / "keeper.log").read_text()
     assert second.returncode == 0, text
-    print(f"DHCPv6 keeper: {renewals} Renew/Reply exchanges in {2 * LEASE + 15} s with a {LEASE} s lease; "
-          f"address valid for {lifetime_now} s more at the end")
-    assert renewals >= 3 and text.count("renew: ") >= 3, net.log.read_text() + text
-    assert "resuming the lease" in text, text
-    assert f"DHCPRELEASE(eth0) {DUID}" in net.log.read_text()
-    assert not state.exists() and net.leased("xenbr0") == [], "released, the address is given up"
-    assert net.reachable()   # IPv4 untouched throughout
+    print(f"openvif-dhcp, both families in one process, {2 * LEASE + 15} s with {LEASE} s leases: "
+          f"{renewals4} DHCPv4 renewals acknowledged, {renewals6} DHCPv6 Renew/Reply exchanges; addresses valid "
+          f"for {lifetime4} s and {lifetime6} s more at the end")
+    renews = [line for line in text.splitlines() if "renew: " in line]
+    assert renewals4 >= 3 and sum(HOST_IP in line for line in renews) >= 3, net.log.read_text() + text
+    assert renewals6 >= 3 and sum(address in line for line in renews) >= 3, net.log.read_text() + text
+    assert text.count("resuming the lease of") == 2, text      # each family from its own file
+    assert text.count("obtained ") == 0, text                    # and never a new Discover or Solicit
+    log = net.log.read_text()
+    assert f"DHCPRELEASE(eth0) {DUID}" in log and f"DHCPRELEASE(eth0) {HOST_IP} {HOST_MAC}" in log, log
+    assert not state6.exists() and net.leased("xenbr0") == [], "released, the IPv6 address is given up"
+    assert not state4.exists() and net.leased4("xenbr0") == [], "released, the IPv4 address is given up"
 
 
 def test_no_dhcp6_server_rolls_back_both_families(net6):
