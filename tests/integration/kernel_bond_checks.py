@@ -219,9 +219,10 @@ def test_balance_tcp_bond_negotiates_lacp_with_a_linux_802_3ad_partner(lab: Kern
     assert "bkbond1" not in links and links["bkm3"].master is None and links["bkm3"].up
 
 
-def test_balance_tcp_kernel_bond_negotiates_lacp_with_vswitchd(lab: KernelBackend, tmp_path: Path) -> None:
-    """The two datapaths as each other's LACP partner: the kernel's 802.3ad bond, made by the backend,
-    against vswitchd's own 802.1AX state machines on the far side."""
+def test_passive_kernel_bond_negotiates_lacp_with_vswitchds_active_bond(lab: KernelBackend, tmp_path: Path) -> None:
+    """The two datapaths as each other's LACP partner: the kernel's 802.3ad bond, made by the backend as a
+    passive one (lacp_active off: it only answers), against vswitchd's own active 802.1AX state machines on
+    the far side."""
     daemon = Daemon(SW, tmp_path).start(timeout=120)   # the guest is emulated: Python starts slowly
     try:
         assert daemon.ctl("add-br", "bksw1").returncode == 0
@@ -231,8 +232,12 @@ def test_balance_tcp_kernel_bond_negotiates_lacp_with_vswitchd(lab: KernelBacken
         ns(SW, "ip", "addr", "add", "10.79.0.2/24", "dev", "bksw1")   # vswitchd's internal port
         ns(SW, "ip", "link", "set", "bksw1", "up")
         params = {"name": "bkbr2", "uplink": {"bond": "bkbond2", "members": ["bkm3", "bkm4"],
-                                              "mode": "balance-tcp", "lacp": "active", "lacp_rate": "fast"}}
+                                              "mode": "balance-tcp", "lacp": "passive", "lacp_rate": "fast"}}
         converge(lab, params)
+        link = details("bkbond2")
+        assert "lacp_active off" in link and "bond mode 802.3ad" in link, link
+        assert lab.read().ports["bkbond2"].bond["lacp"] == "passive"
+        assert converge(lab, params) == []   # read back as declared: a second run changes nothing
         ns(HV, "ip", "addr", "add", "10.79.0.1/24", "dev", "bkbr2")
         ns(HV, "ip", "link", "set", "bkbr2", "up")
 
@@ -248,6 +253,7 @@ def test_balance_tcp_kernel_bond_negotiates_lacp_with_vswitchd(lab: KernelBacken
         print(ours)
         print(theirs)
         assert aggregated(HV, "bkbond2"), ours
+        assert "LACP active: off" in ours, ours
         assert vswitchd_distributes(), theirs
         assert "status: active negotiated" in theirs and theirs.count("current attached") == 2, theirs
         shown = {row["bond"]: row for row in lab.bonds()}["bkbond2"]

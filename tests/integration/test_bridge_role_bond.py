@@ -124,3 +124,12 @@ def test_kernel_datapath_without_bonding_refuses_by_name(bondnet):
     rc, out, _err = net.play(**dict(userspace(net), bridge_datapath="kernel", bridge_persist_format="ifcfg"))
     assert rc != 0 and "uplink.bond" in out and "'bonding'" in out and "datapath: userspace" in out, out
     assert net.addressing() == before and not (net.root / "etc").exists()
+
+
+def test_passive_lacp_on_the_kernel_is_refused_where_the_boot_files_cannot_say_it(bondnet):
+    net = bondnet
+    before = net.addressing()
+    rc, out, _err = net.play(**dict(userspace(net), bridge_datapath="kernel", bridge_bond_mode="balance-tcp",
+                                    bridge_bond_lacp="passive", bridge_bond_primary=None))
+    assert rc != 0 and "bridge_bond_lacp: passive" in out and "networkd files" in out and "ifcfg" in out, out
+    assert net.addressing() == before and not (net.root / "etc").exists()

@@ -9,16 +9,20 @@ import copy
 from typing import Any
 
 import pytest
-from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch import actions, settings
+from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch import actions, rtnl, settings
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.errors import MissingFeatureError
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.host import Host
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.kernel import KernelBackend, kernel_config_has
 from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.kernel_bonds import (
+    IFLA_BOND_AD_LACP_ACTIVE,
     NO_SLB,
     bond_attrs,
     bond_status,
     check_kernel_bond,
+    driver_options,
     kernel_bond_features,
+    lacp_active_attr,
+    lacp_passive_missing,
     module_state,
     record_of,
 )
@@ -53,6 +57,7 @@ def test_balance_tcp_is_802_3ad_with_layer3_4_hashing_and_no_primary():
 @pytest.mark.parametrize("declared", [
     {}, {"primary": "eth1", "miimon": 200, "updelay": 400, "downdelay": 200},
     {"mode": "balance-tcp", "lacp": "active"}, {"mode": "balance-tcp", "lacp": "active", "lacp_rate": "fast"},
+    {"mode": "balance-tcp", "lacp": "passive"},
 ])
 def test_what_is_sent_reads_back_as_the_same_record(declared):
     wanted = record(**declared)
@@ -60,7 +65,44 @@ def test_what_is_sent_reads_back_as_the_same_record(declared):
     sent = bond_attrs(wanted, INDEX.__getitem__)
     # The kernel answers with the IFLA_BOND_* names pyroute2's keywords stand for (primary 0: none).
     answer = {"IFLA_" + key.upper(): value for key, value in sent.items() if not (key == "bond_primary" and not value)}
+    # lacp_active goes out in rtnl.changelink and comes back in the dump, decoded by rtnl.py.
+    for number, value in lacp_active_attr(wanted).items():
+        answer["IFLA_BOND_AD_LACP_ACTIVE"] = decoded_bond_data(number, value)[number]
     assert record_of(answer, ["eth1", "eth2"], NAMES) == wanted
+
+
+def decoded_bond_data(number: int, value: bytes) -> dict[int, int]:
+    """What rtnl.py's dump decoder reads from a bond link whose IFLA_INFO_DATA holds ``number``: the
+    request changelink encodes, with the link's own attributes, read back as the kernel sends a link."""
+    request = rtnl.changelink(20, "bond", {number: value})
+    link_attrs = rtnl._nla(rtnl.IFLA_IFNAME, b"bond0\0") + request[rtnl._NLMSGHDR.size + rtnl._IFINFOMSG.size:]
+    body = request[rtnl._NLMSGHDR.size:rtnl._NLMSGHDR.size + rtnl._IFINFOMSG.size] + link_attrs
+    link = rtnl._link(body, 0, len(body))
+    assert link.kind == "bond" and link.bridge is None and link.index == 20
+    return link.bond
+
+
+def test_lacp_active_is_attribute_29_a_u8_sent_for_802_3ad_only():
+    assert IFLA_BOND_AD_LACP_ACTIVE == 29
+    assert lacp_active_attr(record(mode="balance-tcp", lacp="passive")) == {29: b"\x00"}
+    assert lacp_active_attr(record(mode="balance-tcp", lacp="active")) == {29: b"\x01"}
+    assert lacp_active_attr(record()) == {}
+    message = rtnl.changelink(20, "bond", {29: b"\x00"})
+    # RTM_NEWLINK of an existing index (no NLM_F_CREATE): a change of the bond, not a new link
+    length, kind, flags = rtnl._NLMSGHDR.unpack_from(message)[:3]
+    assert length == len(message) and kind == rtnl.RTM_NEWLINK and not flags & rtnl.NLM_F_CREATE
+    assert decoded_bond_data(29, b"\x00") == {29: 0}
+
+
+def test_passive_is_refused_on_a_kernel_before_5_15_and_said_in_the_driver_options():
+    assert lacp_passive_missing("6.1.0-57-amd64") == "" and lacp_passive_missing("5.15.0") == ""
+    why = lacp_passive_missing("5.10.0-30-amd64")
+    assert "5.10.0-30-amd64" in why and "lacp_active" in why and "5.15" in why
+    with pytest.raises(MissingFeatureError) as err:
+        check_kernel_bond(record(mode="balance-tcp", lacp="passive"), passive_missing=why)
+    assert err.value.field == "uplink.lacp" and why in err.value.message and "datapath: userspace" in err.value.message
+    assert driver_options(record(mode="balance-tcp", lacp="passive"))["lacp_active"] == "off"
+    assert "lacp_active" not in driver_options(record(mode="balance-tcp", lacp="active"))
 
 
 def test_a_bond_mode_this_collection_does_not_make_is_not_read_as_a_bond():
@@ -70,7 +112,6 @@ def test_a_bond_mode_this_collection_does_not_make_is_not_read_as_a_bond():
 
 @pytest.mark.parametrize(("declared", "field", "words"), [
     ({"lacp": "active"}, "uplink.lacp", "mode 802.3ad"),
-    ({"mode": "balance-tcp", "lacp": "passive"}, "uplink.lacp", "lacp_active"),
     ({"mode": "balance-tcp", "lacp": "active", "primary": "eth1"}, "uplink.primary", "802.3ad has no primary"),
     ({"lacp_rate": "fast"}, "uplink.lacp_rate", "active-backup has no LACP"),
     ({"mode": "balance-tcp", "lacp": "active", "lacp_fallback": False}, "uplink.lacp_fallback", "always"),
@@ -141,6 +182,22 @@ class RecordingIPRoute:
 
     def get_links(self, index: int) -> list[dict[str, int]]:
         return [{"flags": 0, "index": index}]
+
+
+def test_create_sends_lacp_active_before_the_members_join(monkeypatch):
+    backend = KernelBackend.__new__(KernelBackend)
+    backend._ipr_socket, backend._index, backend._raw, backend._netns = RecordingIPRoute(), {}, {}, None
+    backend._features = Features(bond_modes=("active-backup", "balance-tcp"))
+    sent: list[bytes] = []
+    monkeypatch.setattr("ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.kernel.request",
+                        lambda message, netns=None: sent.append(message) or backend._ipr.calls.append(("raw", {})))
+    backend._create_bond("bond0", record(mode="balance-tcp", lacp="passive"), [])
+    assert sent == [rtnl.changelink(20, "bond", {29: b"\x00"})]
+    assert [call[0] for call in backend._ipr.calls][:2] == ["add", "raw"]
+    backend._features = Features(bond_modes=("active-backup", "balance-tcp"), lacp_passive_missing="old kernel")
+    sent.clear()
+    backend._create_bond("bond0", record(mode="balance-tcp", lacp="active"), [])
+    assert sent == []   # a kernel without lacp_active is always active: nothing to send
 
 
 def test_create_sends_the_bond_then_enslaves_each_member_while_down():

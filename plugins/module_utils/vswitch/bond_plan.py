@@ -50,7 +50,7 @@ def plan_bond_uplink(spec: BridgeSpec, current: Optional[BridgeState], state: Ho
     else:
         record = bond.record()
     if spec.datapath == "kernel":
-        check_kernel_bond(record)
+        check_kernel_bond(record, passive_missing=datapath.lacp_passive_missing)
         if existing is not None and sorted(record["members"]) == sorted(existing.bond["members"]):
             # The kernel lists members in ifindex order, not the declared one, and order means
             # nothing to its bonds (the primary is explicit): the same members are no change.

@@ -16,13 +16,22 @@ from typing import Any, Optional
 from . import kernel_vlans as kv
 from .errors import BackendError, VswitchError
 from .identity import stable_mac
-from .kernel_bonds import bond_attrs, bond_status, kernel_bond_features, record_of
+from .kernel_bonds import (
+    IFLA_BOND_AD_LACP_ACTIVE,
+    bond_attrs,
+    bond_status,
+    kernel_bond_features,
+    lacp_active_attr,
+    lacp_passive_missing,
+    record_of,
+)
 from .model import UPLINK_ALIAS, BridgeState, Change, FdbEntry, Features, HostState, Link, PortState
 from .rtnl import (
     IFF_PROMISC,
     IFF_UP,
     IFLA_BR_VLAN_FILTERING,
     RawLink,
+    changelink,
     dellink,
     dump_links,
     dump_port_vlans,
@@ -134,7 +143,8 @@ class KernelBackend:
             # changes (the planner names the missing feature and points to vswitchd).
             modes, missing = kernel_bond_features(kernel_config_has)
             self._features = Features(vlan_filtering=self._probe_vlan_filtering(), bond_modes=modes,
-                                      bond_missing=missing)
+                                      bond_missing=missing,
+                                      lacp_passive_missing=lacp_passive_missing() if modes else missing)
         return self._features
 
     def _probe_vlan_filtering(self) -> bool:
@@ -562,6 +572,9 @@ class KernelBackend:
         values = dict(data["attrs"]) if data else {}
         if raw is None:
             raw = {link.name: link for link in dump_links(self._netns)}
+        own = raw.get(name)
+        if own is not None and own.bond and IFLA_BOND_AD_LACP_ACTIVE in own.bond:   # newer than pyroute2's table
+            values["IFLA_BOND_AD_LACP_ACTIVE"] = own.bond[IFLA_BOND_AD_LACP_ACTIVE]
         names = {link.index: link.name for link in raw.values()}
         members = [link.name for link in sorted(raw.values(), key=_by_index) if link.master == msg["index"]]
         return record_of(values, members, names)
@@ -591,7 +604,15 @@ class KernelBackend:
         """A bonding device with ``record``'s options and members (the port attach follows)."""
         self._ipr.link("add", ifname=name, kind="bond", **bond_attrs(record, self._idx))
         journal.append(lambda: self._delete_named(name))
+        self._set_lacp_active(name, record)
         self._enslave(name, record["members"], journal)
+
+    def _set_lacp_active(self, name: str, record: dict[str, Any]) -> None:
+        """lacp_active as ``record`` declares it, where the kernel has it (older ones: always active, and
+        the planner refuses passive there)."""
+        attr = lacp_active_attr(record)
+        if attr and not self.features.lacp_passive_missing:
+            request(changelink(self._idx(name), "bond", attr), self._netns)
 
     def _enslave(self, bond: str, members: Sequence[str], journal: list[Undo]) -> None:
         for member in members:
@@ -635,6 +656,7 @@ class KernelBackend:
             self._set(name, state="down")
             if old:
                 self._set(name, kind="bond", **bond_attrs(old, self._idx))
+                self._set_lacp_active(name, old)
             self._enslave(name, old_members, [])
             self._set(name, state="up" if was_up else "down")
         journal.append(put_back)
@@ -642,6 +664,7 @@ class KernelBackend:
             self._release(member, True)
         self._set(name, state="down")
         self._set(name, kind="bond", **bond_attrs(record, self._idx))
+        self._set_lacp_active(name, record)
         self._enslave(name, record["members"], [])
         self._set(name, state="up" if was_up else "down")
 

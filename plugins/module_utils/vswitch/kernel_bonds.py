@@ -23,6 +23,11 @@ BOND_MODE_ACTIVEBACKUP = 1
 BOND_MODE_8023AD = 4
 BOND_XMIT_POLICY_LAYER34 = 1
 AD_LACP_RATES = {"slow": 0, "fast": 1}
+# lacp_active (Linux 5.15, include/uapi/linux/if_link.h): 1 sends LACPDUs periodically, 0 only answers
+# an active partner ("speak when spoken to"), as lacp: passive declares. pyroute2's table stops before
+# it, so rtnl.py encodes and decodes it.
+IFLA_BOND_AD_LACP_ACTIVE = 29
+LACP_ACTIVE_SINCE = (5, 15)
 USERSPACE = "use datapath: userspace (vswitchd has it)"
 
 
@@ -53,22 +58,39 @@ def kernel_bond_features(config_has: Callable[[str], Optional[bool]]) -> tuple[t
     return tuple(m for m in BOND_MODES if m in KERNEL_BOND_MODES), NO_SLB
 
 
-def check_kernel_bond(record: Mapping[str, Any], prefix: str = "uplink.") -> None:
+def lacp_passive_missing(release: Optional[str] = None) -> str:
+    """Why this kernel's bonds cannot be passive ("" when they can): lacp_active came in Linux 5.15;
+    an older driver ignores the attribute, so the bond would stay active while the run said passive."""
+    release = release or os.uname().release
+    numbers = [int(part) for part in release.split("-", 1)[0].split(".")[:2] if part.isdigit()]
+    if len(numbers) == 2 and tuple(numbers) >= LACP_ACTIVE_SINCE:
+        return ""
+    since = ".".join(map(str, LACP_ACTIVE_SINCE))
+    return f"kernel {release}'s bonding driver has no lacp_active (it came in Linux {since})"
+
+
+def lacp_active_attr(record: Mapping[str, Any]) -> dict[int, bytes]:
+    """IFLA_BOND_AD_LACP_ACTIVE for an 802.3ad record, to send with rtnl.changelink (none otherwise)."""
+    if record["mode"] != "balance-tcp":
+        return {}
+    return {IFLA_BOND_AD_LACP_ACTIVE: bytes([0 if record["lacp"] == "passive" else 1])}
+
+
+def check_kernel_bond(record: Mapping[str, Any], prefix: str = "uplink.", passive_missing: str = "") -> None:
     """Refuse, before anything changes, what the bonding driver cannot hold as declared.
 
     Every accepted record reads back from the kernel as the same record (idempotence): a setting
     the driver has no place for must be its default, and delays must be whole miimon intervals
-    (the driver rounds them down).
+    (the driver rounds them down). ``passive_missing``: why this kernel cannot be passive (Features).
     """
     mode, lacp = record["mode"], record["lacp"]
     if mode == "active-backup" and lacp != "off":
         raise MissingFeatureError(prefix + "lacp", lacp, "with mode active-backup is not a kernel bond: the bonding "
                                                          "driver's LACP is mode 802.3ad (declare mode: balance-tcp); "
                                                          + USERSPACE)
-    if lacp == "passive":
-        raise MissingFeatureError(prefix + "lacp", lacp, "is not driven on the kernel datapath (the bonding "
-                                                         "driver's lacp_active is not among the netlink attributes "
-                                                         "this backend sets); use lacp: active, or " + USERSPACE)
+    if lacp == "passive" and passive_missing:
+        raise MissingFeatureError(prefix + "lacp", lacp, f"cannot be held by a kernel bond here: {passive_missing}; "
+                                                         "use lacp: active, or " + USERSPACE)
     unheld = {"rebalance_interval": "the bonding driver does not rebalance (there is no balance-slb)",
               "lacp_fallback": "the bonding driver always carries traffic over one link when the partner "
                                "speaks no LACP"}
@@ -116,7 +138,8 @@ def driver_options(record: Mapping[str, Any]) -> dict[str, str]:
     how ifcfg's BONDING_OPTS, ifupdown's bond-* and NetworkManager's [bond] say it at boot.
 
     The options ``bond_attrs`` sends, in the same order, each named as the driver names it
-    (``bond_xmit_hash_policy`` is ``xmit_hash_policy``); primary only when declared.
+    (``bond_xmit_hash_policy`` is ``xmit_hash_policy``); primary only when declared, lacp_active
+    (what ``lacp_active_attr`` sends) only when off.
     """
     options: dict[str, str] = {}
     if record["mode"] == "active-backup":
@@ -125,6 +148,8 @@ def driver_options(record: Mapping[str, Any]) -> dict[str, str]:
         options["mode"] = "802.3ad"
         options["xmit_hash_policy"] = "layer3+4"
         options["lacp_rate"] = str(record["lacp_rate"])
+        if record["lacp"] == "passive":   # on is the driver's default: said only when it is not
+            options["lacp_active"] = "off"
     for key in ("miimon", "updelay", "downdelay"):
         options[key] = str(record[key])
     if record["mode"] == "active-backup" and record["primary"]:
@@ -145,7 +170,9 @@ def record_of(data: Mapping[str, Any], members: list[str], names: Mapping[int, s
         primary = data.get("IFLA_BOND_PRIMARY")
         record["primary"] = names.get(primary) if primary else None
     elif mode == BOND_MODE_8023AD and data.get("IFLA_BOND_XMIT_HASH_POLICY") == BOND_XMIT_POLICY_LAYER34:
-        record["mode"], record["lacp"] = "balance-tcp", "active"
+        # No IFLA_BOND_AD_LACP_ACTIVE (a kernel before 5.15): the driver is always active.
+        passive = data.get("IFLA_BOND_AD_LACP_ACTIVE", 1) == 0
+        record["mode"], record["lacp"] = "balance-tcp", "passive" if passive else "active"
         rates = {number: rate for rate, number in AD_LACP_RATES.items()}
         record["lacp_rate"] = rates.get(data.get("IFLA_BOND_AD_LACP_RATE", 0), "slow")
     else:

@@ -45,6 +45,7 @@ class Features:
     external_ids: bool = False     # keeps external IDs with each port
     bond_modes: tuple[str, ...] = ()   # the bond modes it can run (empty: no bonds at all)
     bond_missing: str = ""             # why it has no bonds, or lacks some modes (for the error)
+    lacp_passive_missing: str = ""     # why its bonds cannot be LACP-passive ("" when they can)
 
 
 @dataclass(frozen=True)

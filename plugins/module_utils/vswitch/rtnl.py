@@ -8,13 +8,15 @@ get this small decoder. Who uses what:
 - the kernel backend (``kernel.py``): ``dump_links`` and ``dump_port_vlans`` for every read,
   ``newlink_bridge`` + ``setlink`` (sent together) for every bridge it makes, ``setlink_master``
   for every attach (pipelined with ``send_batch`` when there are many), ``setlink`` for the uplink
-  marker, ``get_link`` to read one link back, and ``dellink`` for every link it deletes; its other
+  marker, ``get_link`` to read one link back, ``dellink`` for every link it deletes, and ``changelink``
+  for the bond attribute pyroute2 has no name for (lacp_active, read back by the dump); its other
   changes (settings of existing bridges, VLANs, bonds) go through pyroute2, which a boot restore
   without VLANs therefore never imports;
 - ``settings.py``: the ``IFLA_BR_*`` numbers of the settings the kernel realises;
 - the bridge role's host-IP move (``hostnet/netops.py``): the ``IFF_*`` flags;
 - vswitchd (``daemon/ports.py``, which has no pyroute2): ``IFF_UP``, ``setlink_addr_gen_mode_none``
-  to keep IPv6 off a VM's TAP and ``setlink_alias`` to mark the TAPs it creates, both sent over one
+  to keep IPv6 off a VM's TAP, ``setlink_inet_conf`` to keep a system port's own stack from answering
+  ARP for the host's addresses, and ``setlink_alias`` to mark the TAPs it creates, all sent over one
   ``Channel``, and ``dump_links`` at start to find those marked TAPs its state no longer holds.
 """
 from __future__ import annotations
@@ -56,6 +58,7 @@ class RawLink:
     alias: Optional[str]
     kind: str
     bridge: Optional[dict[int, int]]  # IFLA_BR_* attribute -> u32 value, for bridges
+    bond: Optional[dict[int, int]] = None  # IFLA_BOND_* attribute -> scalar value, for bonds
 
 
 _LINK_ATTRS = frozenset({IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_IFALIAS})
@@ -86,24 +89,26 @@ def _text(value: Optional[bytes]) -> Optional[str]:
 def _link(data: bytes, offset: int, end: int) -> RawLink:
     _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(data, offset)
     attrs = _attrs(data, offset + _IFINFOMSG.size, end, _LINK_ATTRS)
-    kind, bridge = "", None
+    kind, data = "", None
     info = attrs.get(IFLA_LINKINFO)
     if info is not None:
         nested = _attrs(info, 0, len(info))
         kind = _text(nested.get(IFLA_INFO_KIND)) or ""
-        if kind == "bridge" and IFLA_INFO_DATA in nested:
+        if kind in ("bridge", "bond") and IFLA_INFO_DATA in nested:
             raw = nested[IFLA_INFO_DATA]
             # Every scalar up to 32 bits (most are u32; vlan_filtering is a u8), so a setting the table
-            # adds needs nothing here; ids and 64-bit timers are left out.
-            bridge = {key: int.from_bytes(value, sys.byteorder) for key, value in _attrs(raw, 0, len(raw)).items()
-                      if 0 < len(value) <= 4}
+            # adds needs nothing here; ids, 64-bit timers and nested attributes are left out. For bonds
+            # this is how the attributes newer than pyroute2's table (IFLA_BOND_AD_LACP_ACTIVE) are read.
+            data = {key: int.from_bytes(value, sys.byteorder) for key, value in _attrs(raw, 0, len(raw)).items()
+                    if 0 < len(value) <= 4}
     address = attrs.get(IFLA_ADDRESS, b"")
     return RawLink(
         index=index, name=_text(attrs.get(IFLA_IFNAME)) or "", flags=flags,
         mtu=_U32.unpack_from(attrs[IFLA_MTU])[0] if IFLA_MTU in attrs else 0,
         mac=":".join(f"{b:02x}" for b in address),
         master=_U32.unpack_from(attrs[IFLA_MASTER])[0] if IFLA_MASTER in attrs else 0,
-        alias=_text(attrs.get(IFLA_IFALIAS)) or None, kind=kind, bridge=bridge,
+        alias=_text(attrs.get(IFLA_IFALIAS)) or None, kind=kind,
+        bridge=data if kind == "bridge" else None, bond=data if kind == "bond" else None,
     )
 
 
@@ -253,6 +258,20 @@ def setlink_addr_gen_mode_none(index: int) -> bytes:
     return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, 0, 0) + body
 
 
+IFLA_INET_CONF = 1
+IPV4_DEVCONF_ARP_IGNORE = 19   # include/uapi/linux/ip.h, counted from IPV4_DEVCONF_FORWARDING = 1
+
+
+def setlink_inet_conf(index: int, conf: Mapping[int, int]) -> bytes:
+    """RTM_SETLINK ``index``: IFLA_AF_SPEC { AF_INET { IFLA_INET_CONF { IPV4_DEVCONF_* = u32 } } }.
+
+    The per-link IPv4 settings of /proc/sys/net/ipv4/conf/LINK, over netlink: it works where
+    /proc/sys is read-only (systemd's ProtectKernelTunables)."""
+    values = b"".join(_nla(key, _U32.pack(value)) for key, value in sorted(conf.items()))
+    inet = _nla(socket.AF_INET | NLA_F_NESTED, _nla(IFLA_INET_CONF | NLA_F_NESTED, values))
+    return _ifinfo(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, _nla(IFLA_AF_SPEC | NLA_F_NESTED, inet), index)
+
+
 def setlink_alias(index: int, alias: str) -> bytes:
     """RTM_SETLINK ``index``: IFLA_IFALIAS = ``alias`` (the empty string removes it)."""
     value = alias.encode()
@@ -281,6 +300,14 @@ def newlink_bridge(name: str, settings: Mapping[int, int]) -> bytes:
     info = _nla(IFLA_INFO_KIND, b"bridge") + _nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
     attrs = _nla(IFLA_IFNAME, name.encode() + b"\0") + _nla(IFLA_LINKINFO | NLA_F_NESTED, info)
     return _ifinfo(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, attrs)
+
+
+def changelink(index: int, kind: str, data: Mapping[int, bytes]) -> bytes:
+    """RTM_NEWLINK changing existing link ``index`` of ``kind`` (bond, bridge...): the IFLA_INFO_DATA
+    attributes ``data`` (number -> encoded value), for those pyroute2's tables do not have yet."""
+    nested = b"".join(_nla(number, value) for number, value in sorted(data.items()))
+    info = _nla(IFLA_INFO_KIND, kind.encode()) + _nla(IFLA_INFO_DATA | NLA_F_NESTED, nested)
+    return _ifinfo(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, _nla(IFLA_LINKINFO | NLA_F_NESTED, info), index)
 
 
 def setlink(index: int = 0, name: Optional[str] = None, *, mtu: Optional[int] = None, mac: Optional[str] = None,

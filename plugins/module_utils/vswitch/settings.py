@@ -214,7 +214,8 @@ BOND: Mapping[str, Setting] = {s.name: s for s in (
     Setting("lacp", _lacp, "off",
             "IEEE 802.1AX (802.3ad) LACP: active sends LACPDUs, passive answers an active partner, off "
             "negotiates nothing. With LACP a member carries traffic only once the partner agrees.",
-            kernel="mode 802.3ad (with balance-tcp); active only: passive is refused",
+            kernel="mode 802.3ad (with balance-tcp); passive is IFLA_BOND_AD_LACP_ACTIVE 0 (Linux 5.15 and "
+            "later; refused on older kernels)",
             userspace="lacp.py's actor/partner machines",
             ansible_type="str"),
     Setting("lacp_rate", _lacp_rate, "slow",

@@ -21,7 +21,15 @@ from io import FileIO
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import BackendError, ConflictError, NotFoundError
-from ..rtnl import IFF_UP, Channel, dump_links, setlink_addr_gen_mode_none, setlink_alias
+from ..rtnl import (
+    IFF_UP,
+    IPV4_DEVCONF_ARP_IGNORE,
+    Channel,
+    dump_links,
+    setlink_addr_gen_mode_none,
+    setlink_alias,
+    setlink_inet_conf,
+)
 from .datapath import MAX_FRAME, TPID_8021AD, VNET, Port, fix_vnet
 
 if TYPE_CHECKING:   # for hints only: loop.py imports this module (the loop owns the queues and the closer)
@@ -201,6 +209,40 @@ def _no_ipv6(name: str) -> None:
             handle.write("1")
     except OSError:
         pass   # no IPv6 on this host: nothing to silence
+
+
+ARP_IGNORE_OTHER_LINKS = 1   # arp_ignore 1: answer only for addresses on the link the request came in on
+
+
+def _arp_ignore(name: str) -> Optional[int]:
+    try:
+        with open(f"/proc/sys/net/ipv4/conf/{name}/arp_ignore", encoding="ascii") as handle:
+            return int(handle.read())
+    except (OSError, ValueError):
+        return None   # no IPv4 on this link or host
+
+
+def _quiet_arp(name: str, index: int) -> Optional[int]:
+    """Keep a system port's own IPv4 stack from answering ARP for the host's other addresses.
+
+    vswitchd reads a system port through AF_PACKET, which leaves the frames to the kernel's
+    stack as well (a Linux bridge's port hands them to the bridge instead). With Linux's default
+    arp_ignore 0 the port's stack answers "who has 10.0.0.2" for an address on the bridge's
+    internal port with the port's own MAC: the asker's traffic then goes to a MAC nobody forwards
+    to the internal port (a bond member's MAC, in the guest's LACP check). Returns the value it
+    replaced, for close() to put back; None where nothing was changed.
+    """
+    before = _arp_ignore(name)
+    if before != 0:
+        return None   # no IPv4 here, or the operator chose a stricter value: theirs
+    try:
+        if _netlink.request(setlink_inet_conf(index, {IPV4_DEVCONF_ARP_IGNORE: ARP_IGNORE_OTHER_LINKS})) == 0:
+            return before
+    except OSError:
+        pass
+    log.warning("port %s: could not set arp_ignore %d; its own stack may answer ARP for the host's addresses",
+                name, ARP_IGNORE_OTHER_LINKS)
+    return None
 
 
 def _addr_gen_mode_none(index: int) -> bool:
@@ -448,6 +490,7 @@ class PacketIO:
         self.ifindex = index
         self.dirty = loop.dirty
         self.backlog = loop.backlog
+        self.arp_ignore_before = _quiet_arp(name, index)
         port.send = self.send
 
     def fileno(self) -> int:
@@ -596,6 +639,14 @@ class PacketIO:
             self.ring.close()
             self.sock.close()
             self.direct.close()
+            # Kept (a restart): still a switch port. Released: its stack answers as before. A daemon
+            # started again finds 1 and leaves it there when the port goes, which is harmless.
+            if not keep and self.arp_ignore_before is not None and ifindex(self.name) == self.ifindex:
+                try:
+                    _netlink.request(setlink_inet_conf(self.ifindex, {IPV4_DEVCONF_ARP_IGNORE:
+                                                                      self.arp_ignore_before}))
+                except OSError as err:
+                    log.warning("port %s: could not put back arp_ignore: %s", self.name, err)
 
 
 def open_io(name: str, kind: str, port: Port, loop: EventLoop, *, mtu: Optional[int] = None,
