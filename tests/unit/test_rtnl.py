@@ -67,3 +67,19 @@ def test_request_raises_the_kernels_errno():
         assert err.errno in (19, 1)   # ENODEV as root, EPERM without CAP_NET_ADMIN
     else:
         raise AssertionError("deleting a link that does not exist succeeded")
+
+
+def test_get_link_reads_one_link_and_none_for_a_missing_name():
+    link = rtnl.get_link("lo")
+    assert link is not None and link.name == "lo" and link.index == 1
+    assert rtnl.get_link("no-such-link0") is None   # ENODEV is an answer, not an error
+
+
+def test_the_bond_attributes_pyroute2_lacks_are_decoded_and_a_bridge_is_not_a_bond():
+    data = nla(29, b"\x00") + nla(3, struct.pack("=I", 100))   # IFLA_BOND_AD_LACP_ACTIVE off, IFLA_BOND_MIIMON
+    info = nla(rtnl.IFLA_INFO_KIND, b"bond\0") + nla(rtnl.IFLA_INFO_DATA | 0x8000, data)
+    body = struct.pack("=BxHiII", 0, 1, 9, 0, 0) + nla(rtnl.IFLA_IFNAME, b"bond0\0") + nla(rtnl.IFLA_LINKINFO, info)
+    link = rtnl._link(body, 0, len(body))
+    assert link.kind == "bond" and link.bond == {29: 0, 3: 100} and link.bridge is None
+    bridge = link_message()
+    assert rtnl._link(bridge, 0, len(bridge)).bond is None

@@ -184,12 +184,24 @@ def vlan_entries(spec: bytes) -> dict[int, int]:
 
 def _dump_links(netns: Optional[str], family: int, ext_mask: int):
     """(datagram, body start, body end) of each RTM_NEWLINK answering one RTM_GETLINK dump."""
+    seq = os.getpid() & 0xFFFF
+    mask = struct.pack("=HHI", 8, IFLA_EXT_MASK, ext_mask)
+    body = _IFINFOMSG.pack(family, 0, 0, 0, 0) + mask
+    message = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+    try:
+        for kind, data, start, end in _replies(netns, message, seq):
+            if kind == RTM_NEWLINK:
+                yield data, start, end
+    except OSError as err:
+        raise OSError(err.errno, f"link dump failed: {os.strerror(err.errno)}") from None
+
+
+def _replies(netns: Optional[str], message: bytes, seq: int):
+    """(type, datagram, body start, body end) of each message answering ``message`` (sent with sequence
+    number ``seq``) until NLMSG_DONE; an error answer raises OSError with the kernel's errno."""
     with _socket_in(netns) as sock:
         sock.bind((0, 0))
-        seq = os.getpid() & 0xFFFF
-        mask = struct.pack("=HHI", 8, IFLA_EXT_MASK, ext_mask)
-        body = _IFINFOMSG.pack(family, 0, 0, 0, 0) + mask
-        sock.send(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
+        sock.send(message)
         while True:
             data = sock.recv(1 << 20)
             for kind, msg_seq, start, end in _messages(data):
@@ -199,9 +211,8 @@ def _dump_links(netns: Optional[str], family: int, ext_mask: int):
                     return
                 if kind == NLMSG_ERROR:
                     errno = -struct.unpack_from("=i", data, start)[0]
-                    raise OSError(errno, f"link dump failed: {os.strerror(errno)}")
-                if kind == RTM_NEWLINK:
-                    yield data, start, end
+                    raise OSError(errno, os.strerror(errno))
+                yield kind, data, start, end
 
 
 def _messages(data: bytes):
@@ -332,21 +343,15 @@ def get_link(name: str, netns: Optional[str] = None) -> Optional[RawLink]:
     message = bytearray(_ifinfo(RTM_GETLINK, NLM_F_REQUEST, attrs))
     seq = (os.getpid() & 0xFFFF) | 0x10000
     struct.pack_into("=I", message, 8, seq)
-    with _socket_in(netns) as sock:
-        sock.bind((0, 0))
-        sock.send(bytes(message))
-        while True:
-            data = sock.recv(1 << 16)
-            for kind, msg_seq, start, end in _messages(data):
-                if msg_seq != seq:
-                    continue
-                if kind == RTM_NEWLINK:
-                    return _link(data, start, end)
-                if kind == NLMSG_ERROR:
-                    errno = -struct.unpack_from("=i", data, start)[0]
-                    if errno == 19:   # ENODEV
-                        return None
-                    raise OSError(errno, f"cannot read link {name}: {os.strerror(errno)}")
+    try:
+        for kind, data, start, end in _replies(netns, bytes(message), seq):
+            if kind == RTM_NEWLINK:
+                return _link(data, start, end)
+    except OSError as err:
+        if err.errno == 19:   # ENODEV
+            return None
+        raise OSError(err.errno, f"cannot read link {name}: {os.strerror(err.errno)}") from None
+    return None
 
 
 def send_batch(messages: list[bytes], netns: Optional[str] = None) -> list[int]:
