@@ -229,6 +229,12 @@ bond:
       ones at their defaults), for persistent files; else null.
   returned: always
   type: dict
+forward_delay:
+  description:
+    - The bridge's forward delay in seconds as the move makes it (the declared one, else 0 without STP and 15
+      with), for persistent files.
+  returned: always
+  type: float
 address_source:
   description: The NIC whose addressing moves (the uplink, or the bond member that holds the IP).
   returned: always

@@ -41,7 +41,7 @@ def _values(spec: HostIpSpec, **extra: Any) -> dict[str, Any]:
         record = spec.bond.record()
         bond = {"name": spec.bond.name, **record, "driver_options": kernel_bonds.driver_options(record)}
     return {"bridge": spec.bridge, "uplink": spec.port, "addressing": addressing, "bond": bond,
-            "address_source": spec.uplink, **extra}
+            "forward_delay": spec.forward_delay, "address_source": spec.uplink, **extra}
 
 
 def _apply(spec: HostIpSpec, journal: guard.Journal, state_dir: str, params: Mapping[str, Any], context: Any) -> Result:
