@@ -77,6 +77,8 @@ FAKE_DHCLIENT_CODE = "import time; time.sleep(300)"
 class PhysicalNetwork:
     """phys (gateway + DHCP server) <-> host (IP on eth0), plus the Ansible plumbing to reach host."""
 
+    play_timeout = 180   # seconds for one role run (the emulated guest takes longer)
+
     def __init__(self, lab, env, tmp: Path) -> None:
         self.lab, self.env, self.tmp = lab, env, tmp
         self.phys, self.host = lab.ns("phys"), lab.ns("host")
@@ -194,7 +196,8 @@ class PhysicalNetwork:
                                              "roles": [{"role": "openvif.vswitch.bridge"}]}]))
         varfile = self.tmp / "vars.json"
         varfile.write_text(json.dumps(self.role_vars(**overrides)))
-        rc, out, stats = run_playbook(self.env, self.inventory, playbook, "-e", f"@{varfile}", *extra, timeout=180)
+        rc, out, stats = run_playbook(self.env, self.inventory, playbook, "-e", f"@{varfile}", *extra,
+                                      timeout=self.play_timeout)
         return rc, out, stats.get("host", {})
 
     def module(self, **args) -> dict:

@@ -22,7 +22,11 @@ BOND = {"bridge_uplink": ["eth0", "eth1"], "bridge_bond_mode": "active-backup", 
 @pytest.fixture
 def bondnet(usernet):  # noqa: F811 (the imported fixture)
     """usernet with eth1 as well, both ends of the physical side in one switch with the gateway."""
-    net = usernet
+    return with_second_nic(usernet)
+
+
+def with_second_nic(net):
+    """The host gets eth1 too; phys's two ends go into one switch (``sw``) that holds the gateway."""
     lab = net.lab
     lab.run(net.phys, "ip", "addr", "flush", "dev", "eth0")
     lab.run(net.phys, "ip", "link", "add", "sw", "type", "bridge", "stp_state", "0", "forward_delay", "0")

@@ -1,7 +1,7 @@
 """The kernel datapath's VLANs, tested on a kernel that has bridge vlan_filtering.
 
-This machine's kernel lacks it, so the checks in kernel_vlan_checks.py (with kernel_bond_checks.py and
-kernel_hotplug_checks.py) run inside a QEMU guest booting Debian 12's own kernel over this machine's
+This machine's kernel lacks it, so the checks in kernel_vlan_checks.py (with the other kernel_*_checks.py
+files named in CHECKS) run inside a QEMU guest booting Debian 12's own kernel over this machine's
 (read-only) root filesystem; see
 tests/vmkernel/vm.py. The guest's pytest summary is printed here; any failure, error or skip
 inside it fails this test.
@@ -19,9 +19,10 @@ sys.path.insert(0, str(ROOT / "tests" / "vmkernel"))
 import vm  # noqa: E402
 
 # One guest boot (minutes under TCG) runs them all: the VLAN checks, the bonding driver's checks, the
-# boot restore's VLAN-filtering part, a declared bond rebuilt by vswitch.boot, and the hotplug scripts
-# on a VLAN-filtering bridge.
+# bridge role moving the host IP onto a kernel bond, the boot restore's VLAN-filtering part, a declared
+# bond rebuilt by vswitch.boot, and the hotplug scripts on a VLAN-filtering bridge.
 CHECKS = ("tests/integration/kernel_vlan_checks.py tests/integration/kernel_bond_checks.py "
+          "tests/integration/kernel_bond_role_checks.py "
           "tests/integration/kernel_boot_checks.py tests/integration/kernel_bond_boot_checks.py "
           "tests/integration/kernel_hotplug_checks.py")
 GUEST_COMMAND = f"{Path(sys.executable)} -m pytest -p no:cacheprovider --color=no -q -rA {CHECKS}"
@@ -33,7 +34,8 @@ def test_kernel_vlan_filtering_in_a_debian_kernel_guest():
     result = vm.ahead(GUEST_COMMAND).wait()
     summary = [line for line in result.output.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
     figures = [line for line in result.output.splitlines()
-               if re.match(r"(active-backup failover|after the settings change|over the LACP bond)", line)]
+               if re.match(r"(active-backup failover|after the settings change|over the LACP bond|kernel bond ->|"
+                           r"bridge role, kernel bond uplink)", line)]
     print("\n".join(figures + summary[-1:]))
     assert result.returncode == 0, result.output[-20000:]
     assert summary and re.search(r"\d+ passed", summary[-1]), result.output[-20000:]
