@@ -16,16 +16,21 @@ VENV_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(COLLECTIONS))  # import ansible_collections.openvif.vswitch.* in unit tests
 
+from molecule_ahead import AHEAD as MOLECULE_AHEAD  # noqa: E402
 from netlab import NetLab  # noqa: E402
 
 GUESTS_AHEAD: list[str] = []   # commands of the selected `guest` tests, not yet started
 
 
+def _waits_for_work_ahead(item: pytest.Item) -> bool:
+    return item.get_closest_marker("guest") is not None or item.get_closest_marker("runs_ahead") is not None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Load-sensitive tests first, while nothing else runs; the tests that wait for a guest's result
-    last, so that the guest (started ahead, below) runs beside all the others; the rest keep their order."""
-    items.sort(key=lambda item: (item.get_closest_marker("load_sensitive") is None,
-                                 item.get_closest_marker("guest") is not None))
+    """Load-sensitive tests first, while nothing else runs; the tests that wait for work started ahead
+    (the guest, the Molecule scenarios: below) last, so that it runs beside all the others; the rest
+    keep their order."""
+    items.sort(key=lambda item: (item.get_closest_marker("load_sensitive") is None, _waits_for_work_ahead(item)))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -33,21 +38,33 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         marker = item.get_closest_marker("guest")
         if marker is not None and marker.args[0] not in GUESTS_AHEAD:
             GUESTS_AHEAD.append(marker.args[0])
+    MOLECULE_AHEAD.select([(item.callspec.params["scenario"], item.callspec.params["release"])
+                           for item in session.items if item.get_closest_marker("runs_ahead") is not None
+                           and hasattr(item, "callspec")])
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Start the selected guest runs at the first test that is not load-sensitive.
+    """Start the selected guest runs and Molecule scenarios at the first test that is not load-sensitive.
 
-    The emulated guest keeps both cores busy for minutes; tests that measure latency or loss run
-    before it starts (they come first in the suite's order), every other test shares the machine
-    with it, so the suite's wall time is not the sum of the two.
+    The emulated guest keeps a core or two busy for half an hour, the scenarios one for twenty minutes;
+    tests that measure latency or loss run before they start (they come first in the suite's order),
+    every other test shares the machine with them, most of them waiting on timers, pings and leases,
+    so the suite's wall time is not the sum of the three.
     """
-    if GUESTS_AHEAD and item.get_closest_marker("load_sensitive") is None:
-        sys.path.insert(0, str(ROOT / "tests" / "vmkernel"))
-        import vm
+    if item.get_closest_marker("load_sensitive") is None:
+        if GUESTS_AHEAD:
+            sys.path.insert(0, str(ROOT / "tests" / "vmkernel"))
+            import vm
 
-        while GUESTS_AHEAD:
-            vm.ahead(GUESTS_AHEAD.pop(0)).start()
+            while GUESTS_AHEAD:
+                vm.ahead(GUESTS_AHEAD.pop(0)).start()
+        MOLECULE_AHEAD.start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Scenarios still running when the session ends (stopped, or tests deselected on failure) are killed
+    by their process groups; each one's destroy removes its container."""
+    MOLECULE_AHEAD.stop()
 
 
 def require_root_netns() -> None:
