@@ -235,14 +235,19 @@ def _quiet_arp(name: str, index: int) -> Optional[int]:
     before = _arp_ignore(name)
     if before != 0:
         return None   # no IPv4 here, or the operator chose a stricter value: theirs
-    try:
-        if _netlink.request(setlink_inet_conf(index, {IPV4_DEVCONF_ARP_IGNORE: ARP_IGNORE_OTHER_LINKS})) == 0:
-            return before
-    except OSError:
-        pass
+    if _set_arp_ignore(index, ARP_IGNORE_OTHER_LINKS):
+        return before
     log.warning("port %s: could not set arp_ignore %d; its own stack may answer ARP for the host's addresses",
                 name, ARP_IGNORE_OTHER_LINKS)
     return None
+
+
+def _set_arp_ignore(index: int, value: int) -> bool:
+    """True if the kernel acknowledged arp_ignore ``value`` on link ``index``."""
+    try:
+        return _netlink.request(setlink_inet_conf(index, {IPV4_DEVCONF_ARP_IGNORE: value})) == 0
+    except OSError:
+        return False
 
 
 def _addr_gen_mode_none(index: int) -> bool:
@@ -641,12 +646,9 @@ class PacketIO:
             self.direct.close()
             # Kept (a restart): still a switch port. Released: its stack answers as before. A daemon
             # started again finds 1 and leaves it there when the port goes, which is harmless.
-            if not keep and self.arp_ignore_before is not None and ifindex(self.name) == self.ifindex:
-                try:
-                    _netlink.request(setlink_inet_conf(self.ifindex, {IPV4_DEVCONF_ARP_IGNORE:
-                                                                      self.arp_ignore_before}))
-                except OSError as err:
-                    log.warning("port %s: could not put back arp_ignore: %s", self.name, err)
+            if not keep and self.arp_ignore_before is not None and ifindex(self.name) == self.ifindex \
+                    and not _set_arp_ignore(self.ifindex, self.arp_ignore_before):
+                log.warning("port %s: could not put back arp_ignore %d", self.name, self.arp_ignore_before)
 
 
 def open_io(name: str, kind: str, port: Port, loop: EventLoop, *, mtu: Optional[int] = None,
