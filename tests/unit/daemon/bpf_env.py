@@ -27,6 +27,26 @@ def why_no_bpf() -> str:
     return ""
 
 
+def why_no_live_frames() -> str:
+    """Why ``BPF_PROG_TEST_RUN`` cannot really send what an XDP program redirects here, or "".
+
+    Seen: a machine whose root runs without CAP_SYS_RESOURCE gets EPERM for every live run, while
+    ordinary test runs work; the live tests then skip with the kernel's answer instead of failing.
+    """
+    from vswitch.daemon.bpf import asm, syscall
+    passer = syscall.Prog(syscall.PROG_XDP, asm.Program().emit(asm.mov(asm.R0, 2), asm.exit_()).assemble(),
+                          "xp_live_probe")
+    try:
+        passer.test_run(bytes(64), live=True)
+    except OSError as err:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            caps = next((line.split()[1] for line in handle if line.startswith("CapEff:")), "?")
+        return f"the kernel refuses live XDP test runs (BPF_F_TEST_XDP_LIVE_FRAMES): {err} (CapEff {caps})"
+    finally:
+        passer.close()
+    return ""
+
+
 @contextmanager
 def netns_with_veths(name: str, count: int) -> Iterator[list]:
     """Enter a fresh namespace ``name`` with ``count`` veth pairs; yields their ifindexes (one side each)."""

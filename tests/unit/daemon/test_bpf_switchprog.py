@@ -16,7 +16,7 @@ import subprocess
 import time
 
 import pytest
-from bpf_env import netns_with_veths, why_no_bpf
+from bpf_env import netns_with_veths, why_no_bpf, why_no_live_frames
 from vswitch.daemon.bpf import asm, syscall, xdp
 from vswitch.daemon.bpf import switchprog as sp
 from vswitch.daemon.bpf.maps import SwitchProgram
@@ -24,6 +24,8 @@ from vswitch.daemon.bpf.maps import SwitchProgram
 REASON = why_no_bpf()
 if REASON:
     pytest.skip(REASON, allow_module_level=True)
+LIVE_REASON = why_no_live_frames()
+LIVE = pytest.mark.skipif(bool(LIVE_REASON), reason=LIVE_REASON or "live test runs work")
 
 A, A2, B, C, D, E = (bytes([2, 0, 0, 0, 0, n]) for n in (0xA, 0xA2, 0xB, 0xC, 0xD, 0xE))
 BCAST = b"\xff" * 6
@@ -263,6 +265,7 @@ def _received(sock: socket.socket, probe: bytes) -> list:
             found.append(data)
 
 
+@LIVE
 def test_live_flood_reaches_each_other_member_once_in_its_own_encapsulation(vlan5_floods):
     """BPF_F_TEST_XDP_LIVE_FRAMES: the devmap's egress program pops the tag per port; ingress excluded."""
     prog, idx = vlan5_floods
@@ -308,6 +311,7 @@ def _open_tap(name: str) -> int:
     return fd
 
 
+@LIVE
 def test_live_flood_into_a_tap_carries_the_echo_cookie_and_the_tap_s_encapsulation(switch):
     """A TAP member's entry runs the echo variant: the frame reaches the TAP's reader with the cookie in front."""
     prog, idx = switch
