@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import socket
+from errno import EINVAL
 from typing import Any, Optional
 
 from .bpf import switchprog, syscall, xdp
@@ -78,6 +79,7 @@ class FastPath:
         self.paths: dict[str, tuple[str, str]] = {}  # port name -> (path, why)
         self.bridge_ids: dict[int, int] = {}         # id(Bridge) -> small number in the maps' keys
         self.port_values: dict[int, bytes] = {}      # ifindex -> config written
+        self.gso_links: dict[str, tuple[int, socket.socket]] = {}   # port name -> (tcx link fd, its ring socket)
         self.mirror: dict[bytes, tuple[int, Any, bytes, Port]] = {}   # fdb key -> (ifindex, table, mac, port)
         self.floods: dict[bytes, tuple[int, int, frozenset[int]]] = {}  # flood key -> (bridge, VLAN, members)
         self.clock_offset = _timens_monotonic_offset()
@@ -141,8 +143,41 @@ class FastPath:
             log.warning("port %s stays on the rings: %s", port.name, why)
             return
         self.attached[port.name] = io.ifindex
-        self.paths[port.name] = ("xdp", "native" if self.native else "generic")
+        self.paths[port.name] = ("xdp", f"{'native' if self.native else 'generic'}; {self._attach_gso(port.name, io)}")
         self._last_sync = -1.0
+
+    def _attach_gso(self, name: str, io: Any) -> str:
+        """The tc path for the port's GSO super-frames (bpf/gsoprog.py): a tcx link on its ingress first, then
+        the filter on its ring socket (the other order would keep frames from Python with nothing to send them)."""
+        assert self.prog is not None
+        if self.prog.gso is None:
+            return self.prog.gso_reason
+        _handoff, sockfilter, tc = self.prog.gso
+        try:
+            link = syscall.tcx_attach(tc.fd, io.ifindex)
+        except OSError as err:
+            hint = "; tcx links need Linux 6.6 or later" if err.errno == EINVAL else ""
+            return f"GSO super-frames on the rings: tc refused ({os.strerror(err.errno)}{hint})"
+        try:
+            io.sock.setsockopt(socket.SOL_SOCKET, syscall.SO_ATTACH_BPF, sockfilter.fd)
+        except OSError as err:
+            os.close(link)
+            return f"GSO super-frames on the rings: the socket filter was refused ({os.strerror(err.errno)})"
+        self.gso_links[name] = (link, io.sock)
+        return "GSO super-frames by tc"
+
+    def _detach_gso(self, name: str) -> None:
+        """Filter off first (while the link is still there every frame it keeps from Python is sent), then the link."""
+        row = self.gso_links.pop(name, None)
+        if row is None:
+            return
+        link, sock = row
+        if sock.fileno() >= 0:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, syscall.SO_DETACH_BPF, 0)
+            except OSError as err:
+                log.debug("port %s: socket filter: %s", name, err)
+        os.close(link)
 
     def bond_ready(self, name: str) -> None:
         """A bond port: served by the rings, said so in ``show``."""
@@ -159,6 +194,7 @@ class FastPath:
             self._forget(tap)
         if ifindex is None:
             return
+        self._detach_gso(name)
         self._forget(ifindex)
         errno = xdp.detach(ifindex)
         if errno and errno != 19:   # ENODEV: the device went first

@@ -419,12 +419,14 @@ def with_fast(slow: dict[str, int], fast: dict[str, int]) -> dict[str, int]:
     rows = dict(slow)
     for total, part in (("rx_packets", "fast_rx_packets"), ("rx_bytes", "fast_rx_bytes"),
                         ("tx_packets", "fast_tx_packets"), ("tx_bytes", "fast_tx_bytes"),
-                        ("filtered", "filtered")):
+                        ("rx_packets", "tc_rx_packets"), ("rx_bytes", "tc_rx_bytes"),
+                        ("tx_packets", "tc_tx_packets"), ("tx_bytes", "tc_tx_bytes"), ("filtered", "filtered")):
         rows[total] = rows.get(total, 0) + fast[part]
     for reason in ("security", "bad_src", "bad_vlan"):
         rows[f"drop_{reason}"] = rows.get(f"drop_{reason}", 0) + fast[f"drop_{reason}"]
         rows["rx_dropped"] = rows.get("rx_dropped", 0) + fast[f"drop_{reason}"]
-    rows.update({name: value for name, value in fast.items() if name.startswith("fast_")})
+    rows.update({name: value for name, value in fast.items() if name.startswith(("fast_", "tc_"))})
     rows["fast_dropped"] = sum(fast[f"drop_{reason}"] for reason in ("security", "bad_src", "bad_vlan"))
-    rows["slow_rx_packets"] = fast["passed"]
+    # The port program passes GSO super-frames up; those the tc path forwarded never reached Python.
+    rows["slow_rx_packets"] = fast["passed"] - fast["tc_rx_packets"]
     return rows

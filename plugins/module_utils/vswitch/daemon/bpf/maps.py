@@ -5,7 +5,7 @@ import os
 import struct
 from typing import Iterable, Optional
 
-from . import switchprog, syscall
+from . import gsoprog, switchprog, syscall
 
 MAX_PORTS = 4096
 MAX_FDB = 65536
@@ -55,6 +55,26 @@ class SwitchProgram:
                 table.close()
             raise
         self.max_fdb = max_fdb
+        self.gso: Optional[tuple[syscall.Map, syscall.Prog, syscall.Prog]] = None   # hand-off, filter, tc
+        self.gso_reason = ""
+        self._load_gso(name)
+
+    def _load_gso(self, name: str) -> None:
+        """The GSO path's programs (gsoprog.py); without them super-frames keep going up to Python."""
+        made: list = []
+        try:
+            handoff = syscall.Map(syscall.MAP_PERCPU_ARRAY, 4, gsoprog.HANDOFF.size, 1, "vsw_handoff")
+            made.append(handoff)
+            sockfilter = syscall.Prog(syscall.PROG_SOCKET_FILTER, gsoprog.build_filter(
+                self.ports.fd, self.fdb.fd, self.stats.fd, handoff.fd), name[:12] + "_sf")
+            made.append(sockfilter)
+            tc = syscall.Prog(syscall.PROG_SCHED_CLS, gsoprog.build_tc(handoff.fd), name[:12] + "_tc")
+        except OSError as err:
+            for obj in made:
+                obj.close()
+            self.gso_reason = f"GSO super-frames on the rings: {err}"
+            return
+        self.gso = (handoff, sockfilter, tc)
 
     # -- ports ---------------------------------------------------------------------------------------
     def set_port(self, ifindex: int, *, bridge: int, mode: int, access: int = 0, native: int = switchprog.NO_VLAN,
@@ -145,5 +165,6 @@ class SwitchProgram:
     def close(self) -> None:
         for key in list(self.floods):
             self.drop_flood(key)
-        for obj in (self.prog, self.flood, self.egress, self.egress_tap, self.ports, self.fdb, self.tx, self.stats):
+        for obj in (self.prog, self.flood, self.egress, self.egress_tap, self.ports, self.fdb, self.tx, self.stats,
+                    *(self.gso or ())):
             obj.close()

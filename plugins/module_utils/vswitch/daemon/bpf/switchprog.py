@@ -77,7 +77,9 @@ FLOOD_VALUE = struct.Struct("=Ii")
 BROADCAST, EXCLUDE_INGRESS = 1 << 3, 1 << 4
 # stats: ifindex -> one u64 per counter, per CPU
 COUNTERS = ("fast_rx_packets", "fast_rx_bytes", "fast_tx_packets", "fast_tx_bytes", "passed",
-            "drop_security", "drop_bad_src", "drop_bad_vlan", "filtered")
+            "drop_security", "drop_bad_src", "drop_bad_vlan", "filtered",
+            # GSO super-frames the tc path forwarded (gsoprog.py); the port program counted them "passed" first.
+            "tc_rx_packets", "tc_rx_bytes", "tc_tx_packets", "tc_tx_bytes")
 C = {name: index for index, name in enumerate(COUNTERS)}
 STATS_VALUE_SIZE = 8 * len(COUNTERS)
 
@@ -107,7 +109,7 @@ def flood_key(bridge: int, vlan: int) -> bytes:
     return FLOOD_KEY.pack(bridge, vlan)
 
 
-def _count(p: asm.Program, stats_fd: int, key_slot: int, counter: int, amount_reg: Optional[int] = None) -> None:
+def count(p: asm.Program, stats_fd: int, key_slot: int, counter: int, amount_reg: Optional[int] = None) -> None:
     """stats[key][counter] += amount (1 if no register); clobbers R0-R5 (amount must be in R6-R9 or the stack)."""
     skip = f"count_skip_{len(p)}"
     p.emit(ld_map_fd(R1, stats_fd), mov_reg(R2, R10), alu64("add", R2, key_slot),
@@ -208,8 +210,8 @@ def build(ports_fd: int, fdb_fd: int, tx_fd: int, stats_fd: int, flood_fd: int) 
            jump_if("jeq", R0, 0, "pass"), mov_reg(R7, R0),
            load(2, R1, R7, 12), jump_if("jset", R1, FLAG_ENABLED, "egress_ok"), jump("pass"))
     p.label("egress_ok")
-    _count(p, stats_fd, S_INGRESS, C["fast_rx_packets"])
-    _count(p, stats_fd, S_INGRESS, C["fast_rx_bytes"], S_LEN)
+    count(p, stats_fd, S_INGRESS, C["fast_rx_packets"])
+    count(p, stats_fd, S_INGRESS, C["fast_rx_bytes"], S_LEN)
     # Egress tagging: untagged if the VLAN is the one the egress port sends untagged.
     p.emit(load(2, R1, R7, 10), jump_if_reg("jeq", R1, R8, "want_untagged"))
     _tag_with_vlan(p, "send")
@@ -220,8 +222,8 @@ def build(ports_fd: int, fdb_fd: int, tx_fd: int, stats_fd: int, flood_fd: int) 
     p.label("send")
     # tx bytes: the frame as it leaves (data_end - data of the first buffer plus any fragments).
     p.emit(mov_reg(R1, R6), call(XDP_GET_BUFF_LEN), store(8, R10, S_LEN, R0))
-    _count(p, stats_fd, S_EGRESS, C["fast_tx_packets"])
-    _count(p, stats_fd, S_EGRESS, C["fast_tx_bytes"], S_LEN)
+    count(p, stats_fd, S_EGRESS, C["fast_tx_packets"])
+    count(p, stats_fd, S_EGRESS, C["fast_tx_bytes"], S_LEN)
     p.emit(ld_map_fd(R1, tx_fd), load(4, R2, R10, S_EGRESS), mov(R3, XDP_ABORTED), call(asm.REDIRECT_MAP), exit_())
     # Flood: the (bridge, VLAN)'s devmap, if Python wrote one (else up: Python floods, as without XDP).
     p.label("flood")
@@ -229,18 +231,18 @@ def build(ports_fd: int, fdb_fd: int, tx_fd: int, stats_fd: int, flood_fd: int) 
            store_imm(2, R10, S_FLOOD + 6, 0),
            ld_map_fd(R1, flood_fd), mov_reg(R2, R10), alu64("add", R2, S_FLOOD), call(asm.MAP_LOOKUP_ELEM),
            jump_if("jeq", R0, 0, "pass"), mov_reg(R7, R0))
-    _count(p, stats_fd, S_INGRESS, C["fast_rx_packets"])
-    _count(p, stats_fd, S_INGRESS, C["fast_rx_bytes"], S_LEN)
+    count(p, stats_fd, S_INGRESS, C["fast_rx_packets"])
+    count(p, stats_fd, S_INGRESS, C["fast_rx_bytes"], S_LEN)
     _tag_with_vlan(p, "flood_send")
     p.label("flood_send")
     p.emit(mov_reg(R1, R7), mov(R2, 0), mov(R3, BROADCAST | EXCLUDE_INGRESS | XDP_ABORTED), call(asm.REDIRECT_MAP),
            exit_())
     for reason in ("drop_security", "drop_bad_src", "drop_bad_vlan", "filtered"):
         p.label(reason)
-        _count(p, stats_fd, S_INGRESS, C[reason])
+        count(p, stats_fd, S_INGRESS, C[reason])
         p.emit(mov(R0, XDP_DROP), exit_())
     p.label("pass")
-    _count(p, stats_fd, S_INGRESS, C["passed"])
+    count(p, stats_fd, S_INGRESS, C["passed"])
     p.label("pass_quiet")
     p.emit(mov(R0, XDP_PASS), exit_())
     p.label("aborted")
@@ -272,8 +274,8 @@ def build_egress(ports_fd: int, stats_fd: int, echo: Optional[int] = None) -> by
     p.label("count")
     if echo is None:
         p.emit(mov_reg(R1, R6), call(XDP_GET_BUFF_LEN), store(8, R10, S_LEN, R0))
-        _count(p, stats_fd, S_EGRESS, C["fast_tx_packets"])
-        _count(p, stats_fd, S_EGRESS, C["fast_tx_bytes"], S_LEN)
+        count(p, stats_fd, S_EGRESS, C["fast_tx_packets"])
+        count(p, stats_fd, S_EGRESS, C["fast_tx_bytes"], S_LEN)
     p.label("send")
     if echo is not None:
         # Without its cookie the TAP's reader would take the frame for the host's: better not sent at all.

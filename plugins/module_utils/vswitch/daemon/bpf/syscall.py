@@ -15,14 +15,19 @@ from typing import Iterator, Optional
 # x86_64 and aarch64 numbers; other architectures report BPF as unavailable.
 _SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine(), -1)
 MAP_CREATE, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM, MAP_GET_NEXT_KEY, PROG_LOAD = 0, 1, 2, 3, 4, 5
-PROG_TEST_RUN, PROG_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD = 10, 13, 15
+PROG_TEST_RUN, PROG_GET_FD_BY_ID, OBJ_GET_INFO_BY_FD, LINK_CREATE = 10, 13, 15, 28
 MAP_HASH, MAP_ARRAY, MAP_PERCPU_HASH, MAP_PERCPU_ARRAY, MAP_HASH_OF_MAPS, MAP_DEVMAP, MAP_DEVMAP_HASH = (
     1, 2, 5, 6, 13, 14, 25)
-PROG_XDP = 6
+PROG_SOCKET_FILTER, PROG_SCHED_CLS, PROG_XDP = 1, 3, 6
 ATTACH_XDP_DEVMAP = 33          # enum bpf_attach_type: a devmap entry's egress program
+ATTACH_TCX_INGRESS = 46         # a tc program on a device's ingress, held by a link (Linux 6.6 and later)
+SO_ATTACH_BPF, SO_DETACH_BPF = 50, 27
 TEST_XDP_LIVE_FRAMES = 1 << 1   # BPF_PROG_TEST_RUN sends what the program redirects, for real
 ANY, NOEXIST, EXIST = 0, 1, 2
 LOG_SIZE = 1 << 20
+# struct __sk_buff (include/uapi/linux/bpf.h): its size and the offsets the programs and test runs use.
+SKB_CTX_SIZE = 192
+SKB_LEN, SKB_PKT_TYPE, SKB_VLAN_PRESENT, SKB_IFINDEX, SKB_HASH, SKB_GSO_SEGS, SKB_GSO_SIZE = 0, 4, 20, 40, 68, 164, 176
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -174,15 +179,28 @@ class Prog:
         ``live``: frames the program redirects are really sent (``BPF_F_TEST_XDP_LIVE_FRAMES``), devmap
         egress programs included; the kernel then reports neither return code nor frame: (0, b"").
         """
+        ctx = struct.pack("6I", 0, len(data), 0, ingress_ifindex, 0, 0) if ingress_ifindex else None
+        return self._test_run(data, ctx, repeat, TEST_XDP_LIVE_FRAMES if live else 0)
+
+    def test_run_skb(self, data: bytes, ifindex: int = 0, gso_size: int = 0, gso_segs: int = 0) -> tuple:
+        """A socket filter's or tc program's run on ``data`` as an skb received on ``ifindex``:
+        (return code, the frame as the program left it). ``gso_size``: the skb is a GSO super-frame."""
+        ctx = bytearray(SKB_CTX_SIZE)
+        struct.pack_into("I", ctx, SKB_IFINDEX, ifindex)
+        struct.pack_into("I", ctx, SKB_GSO_SIZE, gso_size)
+        struct.pack_into("I", ctx, SKB_GSO_SEGS, gso_segs)
+        return self._test_run(data, bytes(ctx), 1, 0)
+
+    def _test_run(self, data: bytes, ctx: Optional[bytes], repeat: int, flags: int) -> tuple:
+        live = bool(flags & TEST_XDP_LIVE_FRAMES)
         inbuf = ctypes.create_string_buffer(data, len(data))
         outbuf = ctypes.create_string_buffer(len(data) + 256)
-        ctx = ctypes.create_string_buffer(struct.pack("6I", 0, len(data), 0, ingress_ifindex, 0, 0), 24)
         attr = _attr("IIIIQQII", self.fd, 0, len(data), 0 if live else len(outbuf), _addr(inbuf),
                      0 if live else _addr(outbuf), repeat, 0)
-        if ingress_ifindex:
-            struct.pack_into("IIQQ", attr, 40, 24, 0, _addr(ctx), 0)
-        if live:
-            struct.pack_into("I", attr, 64, TEST_XDP_LIVE_FRAMES)
+        ctx_buf = ctypes.create_string_buffer(ctx, len(ctx)) if ctx is not None else None
+        if ctx_buf is not None:
+            struct.pack_into("IIQQ", attr, 40, len(ctx_buf), 0, _addr(ctx_buf), 0)
+        struct.pack_into("I", attr, 64, flags)
         bpf(PROG_TEST_RUN, attr, f"test run of program {self.name}")
         if live:
             return 0, b""
@@ -193,6 +211,11 @@ class Prog:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def tcx_attach(prog_fd: int, ifindex: int) -> int:
+    """Attach a tc program to the device's ingress with a link; the link's fd (closing it detaches)."""
+    return bpf(LINK_CREATE, _attr("IIII", prog_fd, ifindex, ATTACH_TCX_INGRESS, 0), f"tcx link on {ifindex}")
 
 
 def prog_name(prog_id: int) -> Optional[str]:
