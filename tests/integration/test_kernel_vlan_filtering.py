@@ -20,11 +20,15 @@ import vm  # noqa: E402
 
 # One guest boot (minutes under TCG) runs them all: the VLAN checks, the bonding driver's checks, the
 # bridge role moving the host IP onto a kernel bond, the boot restore's VLAN-filtering part, a declared
-# bond rebuilt by vswitch.boot, and the hotplug scripts on a VLAN-filtering bridge.
+# bond rebuilt by vswitch.boot, the hotplug scripts on a VLAN-filtering bridge, and vswitchd's GSO tc path.
 CHECKS = ("tests/integration/kernel_vlan_checks.py tests/integration/kernel_bond_checks.py "
           "tests/integration/kernel_bond_role_checks.py "
           "tests/integration/kernel_boot_checks.py tests/integration/kernel_bond_boot_checks.py "
-          "tests/integration/kernel_hotplug_checks.py")
+          "tests/integration/kernel_hotplug_checks.py "
+          # vswitchd's GSO path where the kernel has no tcx links (6.1): the clsact filter, its traffic and lifetime
+          "tests/integration/daemon/test_fastpath.py::test_gso_tcp_between_xdp_ports_is_forwarded_whole_by_tc "
+          "tests/integration/daemon/test_fastpath.py::"
+          "test_programs_go_with_their_ports_and_daemon_and_a_restart_after_kill_replaces_them")
 GUEST_COMMAND = f"{Path(sys.executable)} -m pytest -p no:cacheprovider --color=no -q -rA {CHECKS}"
 # The guest run starts ahead of this test (tests/conftest.py, marker `guest`) and overlaps the rest.
 pytestmark = [pytest.mark.integration, pytest.mark.guest(GUEST_COMMAND)]

@@ -34,7 +34,7 @@ import socket
 from errno import EINVAL
 from typing import Any, Optional
 
-from .bpf import switchprog, syscall, xdp
+from .bpf import switchprog, syscall, tc, xdp
 from .bpf.maps import SwitchProgram
 from .datapath import MODE_ACCESS, MODE_ALL, MODE_TRUNK, Bridge, Port
 
@@ -61,6 +61,21 @@ def _timens_monotonic_offset() -> float:
     return 0.0
 
 
+class GsoLink:
+    """How a port's GSO tc program is attached: a tcx link (its fd) or a clsact filter (by the device)."""
+
+    def __init__(self, kind: str, fd: int, ifindex: int, sock: socket.socket, own_qdisc: bool = False) -> None:
+        self.kind, self.fd, self.ifindex, self.sock, self.own_qdisc = kind, fd, ifindex, sock, own_qdisc
+
+    def close(self) -> None:
+        if self.kind == "tcx":
+            os.close(self.fd)
+            return
+        errno = tc.detach(self.ifindex, self.own_qdisc)
+        if errno and errno != 19:   # ENODEV: the device went first
+            log.warning("ifindex %d: tc filter not removed: %s", self.ifindex, os.strerror(errno))
+
+
 def program_name(owner: str) -> str:
     """The port program's name, one per daemon (by its state file's owner mark): how a start finds its own
     program left on devices by a crash (bpf_prog_info.name holds 15 characters)."""
@@ -79,7 +94,7 @@ class FastPath:
         self.paths: dict[str, tuple[str, str]] = {}  # port name -> (path, why)
         self.bridge_ids: dict[int, int] = {}         # id(Bridge) -> small number in the maps' keys
         self.port_values: dict[int, bytes] = {}      # ifindex -> config written
-        self.gso_links: dict[str, tuple[int, socket.socket]] = {}   # port name -> (tcx link fd, its ring socket)
+        self.gso_links: dict[str, GsoLink] = {}      # port name -> its GSO path's tc attachment
         self.mirror: dict[bytes, tuple[int, Any, bytes, Port]] = {}   # fdb key -> (ifindex, table, mac, port)
         self.floods: dict[bytes, tuple[int, int, frozenset[int]]] = {}  # flood key -> (bridge, VLAN, members)
         self.clock_offset = _timens_monotonic_offset()
@@ -108,6 +123,10 @@ class FastPath:
         """
         removed = []
         for index, name in socket.if_nameindex():
+            if self.name in tc.names(index):   # a clsact filter of the GSO path (tcx links die with the process)
+                errno = tc.detach(index, delete_qdisc=False)
+                if errno:
+                    log.warning("%s: the old tc filter is still attached: %s", name, os.strerror(errno))
             found = xdp.query(index)
             if found is None or syscall.prog_name(found[1]) != self.name:
                 continue
@@ -147,37 +166,42 @@ class FastPath:
         self._last_sync = -1.0
 
     def _attach_gso(self, name: str, io: Any) -> str:
-        """The tc path for the port's GSO super-frames (bpf/gsoprog.py): a tcx link on its ingress first, then
-        the filter on its ring socket (the other order would keep frames from Python with nothing to send them)."""
+        """The tc path for the port's GSO super-frames (bpf/gsoprog.py): the tc program on its ingress first
+        (a tcx link; a clsact filter on kernels before 6.6), then the filter on its ring socket (the other
+        order would keep frames from Python with nothing to send them)."""
         assert self.prog is not None
         if self.prog.gso is None:
             return self.prog.gso_reason
-        _handoff, sockfilter, tc = self.prog.gso
+        _handoff, sockfilter, prog = self.prog.gso
         try:
-            link = syscall.tcx_attach(tc.fd, io.ifindex)
+            link = GsoLink("tcx", syscall.tcx_attach(prog.fd, io.ifindex), io.ifindex, io.sock)
         except OSError as err:
-            hint = "; tcx links need Linux 6.6 or later" if err.errno == EINVAL else ""
-            return f"GSO super-frames on the rings: tc refused ({os.strerror(err.errno)}{hint})"
+            if err.errno != EINVAL:   # EINVAL: this kernel has no tcx attach type
+                return f"GSO super-frames on the rings: tc refused ({os.strerror(err.errno)})"
+            errno, text, created = tc.attach(io.ifindex, prog.fd, self.name)
+            if errno:
+                return f"GSO super-frames on the rings: tc refused ({os.strerror(errno)}" + (
+                    f": {text})" if text else ")")
+            link = GsoLink("clsact", -1, io.ifindex, io.sock, created)
         try:
             io.sock.setsockopt(socket.SOL_SOCKET, syscall.SO_ATTACH_BPF, sockfilter.fd)
         except OSError as err:
-            os.close(link)
+            link.close()
             return f"GSO super-frames on the rings: the socket filter was refused ({os.strerror(err.errno)})"
-        self.gso_links[name] = (link, io.sock)
-        return "GSO super-frames by tc"
+        self.gso_links[name] = link
+        return f"GSO super-frames by tc ({link.kind})"
 
     def _detach_gso(self, name: str) -> None:
-        """Filter off first (while the link is still there every frame it keeps from Python is sent), then the link."""
-        row = self.gso_links.pop(name, None)
-        if row is None:
+        """Filter off first (while tc is still there every frame it keeps from Python is sent), then tc."""
+        link = self.gso_links.pop(name, None)
+        if link is None:
             return
-        link, sock = row
-        if sock.fileno() >= 0:
+        if link.sock.fileno() >= 0:
             try:
-                sock.setsockopt(socket.SOL_SOCKET, syscall.SO_DETACH_BPF, 0)
+                link.sock.setsockopt(socket.SOL_SOCKET, syscall.SO_DETACH_BPF, 0)
             except OSError as err:
                 log.debug("port %s: socket filter: %s", name, err)
-        os.close(link)
+        link.close()
 
     def bond_ready(self, name: str) -> None:
         """A bond port: served by the rings, said so in ``show``."""
