@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 from netlab import NetLab
 from vswitch.daemon.bpf import tc
-from vswitchd_lab import Capture, Daemon, ch, mac_of, send_raw, star
+from vswitchd_lab import Capture, Daemon, ch, mac_of, send_raw, star, tcp_stream
 
 NETLAB_PREFIX = "xp"   # this area's namespaces (tests/conftest.py)
 pytestmark = pytest.mark.integration
@@ -26,32 +24,6 @@ def xdp_prog(lab: NetLab, ns: str, dev: str):
     links = json.loads(lab.run(ns, "ip", "-j", "-d", "link", "show", dev).stdout)
     xdp = links[0].get("xdp")
     return xdp["prog"]["id"] if xdp and "prog" in xdp else None
-
-
-# A TCP sink on 10.0.0.2:5201 and a source sending it N bytes: each prints the byte count and SHA-256 it saw.
-TCP_SINK = """
-import hashlib, socket
-listener = socket.create_server(("10.0.0.2", 5201))
-conn, _ = listener.accept()
-digest, total = hashlib.sha256(), 0
-while chunk := conn.recv(1 << 20):
-    digest.update(chunk)
-    total += len(chunk)
-print(total, digest.hexdigest())
-"""
-TCP_SOURCE = """
-import hashlib, socket, sys
-size = int(sys.argv[1])
-block = bytes(range(256)) * 4096
-digest, total = hashlib.sha256(), 0
-with socket.create_connection(("10.0.0.2", 5201), timeout=20) as conn:
-    while total < size:
-        chunk = block[:size - total]
-        conn.sendall(chunk)
-        digest.update(chunk)
-        total += len(chunk)
-print(total, digest.hexdigest())
-"""
 
 
 def gso_filters(lab: NetLab, ns: str, dev: str) -> list:
@@ -174,18 +146,8 @@ def test_gso_tcp_between_xdp_ports_is_forwarded_whole_by_tc(netlab, daemons, tmp
     d = start(netlab, daemons, sw, tmp_path)
     d.transact(ch("add_bridge", "br0"), ch("add_port", "p1", bridge="br0"), ch("add_port", "p2", bridge="br0"))
     assert netlab.ping_until(h1, "10.0.0.2")
-    # One TCP stream of 50 MiB, read to its end: every byte must arrive, in order (the digest says so).
     size = 50 * 2**20
-    server = subprocess.Popen(["ip", "netns", "exec", h2, "timeout", "30", sys.executable, "-c", TCP_SINK],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        time.sleep(0.5)
-        sent = netlab.run(h1, "timeout", "30", sys.executable, "-c", TCP_SOURCE, str(size), timeout=35).stdout.split()
-        received = server.communicate(timeout=35)[0].split()
-    finally:
-        server.kill()
-        server.wait()
-    assert received == sent and int(sent[0]) == size, (sent, received)
+    tcp_stream(netlab, h1, h2, "10.0.0.2", size)
     stats, out = d.stats("p1"), d.stats("p2")
     # Super-frames stayed whole (far fewer frames than bytes/1500) and the kernel carried them: the tc path
     # most of the bytes, Python almost nothing (its share: the first frames, before the FDB mirror had both).

@@ -141,3 +141,45 @@ def switched_hosts(lab, vswitchd, daemon_ns: str, hosts: int = 2, **daemon_kwarg
     daemon = vswitchd(daemon_ns, **daemon_kwargs)
     daemon.transact(ch("add_bridge", "br0"), *[ch("add_port", f"p{i}", bridge="br0") for i in range(1, hosts + 1)])
     return daemon, names
+
+
+# A TCP sink on (address, 5201) and a source sending it N bytes: each prints the byte count and SHA-256 it saw.
+TCP_SINK = """
+import hashlib, socket, sys
+listener = socket.create_server((sys.argv[1], 5201))
+conn, _ = listener.accept()
+digest, total = hashlib.sha256(), 0
+while chunk := conn.recv(1 << 20):
+    digest.update(chunk)
+    total += len(chunk)
+print(total, digest.hexdigest())
+"""
+TCP_SOURCE = """
+import hashlib, socket, sys
+address, size = sys.argv[1], int(sys.argv[2])
+block = bytes(range(256)) * 4096
+digest, total = hashlib.sha256(), 0
+with socket.create_connection((address, 5201), timeout=20) as conn:
+    while total < size:
+        chunk = block[:size - total]
+        conn.sendall(chunk)
+        digest.update(chunk)
+        total += len(chunk)
+print(total, digest.hexdigest())
+"""
+
+
+def tcp_stream(lab, src_ns: str, dst_ns: str, address: str, size: int, timeout: float = 60) -> None:
+    """One TCP stream of ``size`` bytes from ``src_ns`` to ``address`` in ``dst_ns``, read to its end: every byte
+    must arrive, in order (both ends' SHA-256 agree)."""
+    server = subprocess.Popen(["ip", "netns", "exec", dst_ns, "timeout", str(timeout), sys.executable, "-c", TCP_SINK,
+                               address], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        sent = lab.run(src_ns, "timeout", str(timeout), sys.executable, "-c", TCP_SOURCE, address, str(size),
+                       timeout=timeout + 5).stdout.split()
+        received = server.communicate(timeout=timeout + 5)[0].split()
+    finally:
+        server.kill()
+        server.wait()
+    assert received == sent and int(sent[0]) == size, (sent, received)

@@ -180,11 +180,13 @@ def test_tc_lets_any_other_skb_go_on_and_keeps_the_slot(switch, case, change):
     assert all(s[0] == slot["ingress"] for s in after), case
 
 
-def test_tc_pushes_the_tag_the_slot_asks_for(switch):
-    # The tag goes into the skb's VLAN metadata (as for any tc push), which a test run does not return:
-    # the program must get through the helper and still redirect. On the wire: tests/integration.
+@pytest.mark.parametrize("tag", [gsoprog.PUSH | 5, gsoprog.POP])
+def test_tc_pushes_or_pops_the_tag_the_slot_asks_for(switch, tag):
+    # The tag lives in the skb's VLAN metadata (where the kernel put it before the taps, and where tc's push
+    # puts it), which a test run neither takes nor returns: here the program must get through the helper and
+    # still redirect. Tagged streams on the wire, both ways: tests/integration/kernel_fastpath_checks.py.
     _prog, idx = switch
     sent = frame(C, A)
-    values = (idx[0], GSO_SEGS | GSO_SIZE << 16, 0, idx[2], gsoprog.PUSH | 5, len(sent), sent[:14])
+    values = (idx[0], GSO_SEGS | GSO_SIZE << 16, 0, idx[2], tag, len(sent), sent[:14])
     retval, out, _after = tc_run(switch, 0, sent, values)
     assert retval == TC_ACT_REDIRECT and out == sent

@@ -17,11 +17,14 @@ super-frame, others without it; the GSO fields live in the skb's shared info and
 other frame is kept for Python and the slot is left empty, so tc lets it through untouched: no
 frame is forwarded twice or lost between them.
 
-What the filter takes is what the XDP program forwards, for super-frames that arrive untagged (on
-an access port, the native VLAN of a trunk, or an all-VLAN port): a source Python learned on this
-very port, a unicast destination learned on another XDP-served port; the egress VLAN tag is pushed
-(``bpf_skb_vlan_push``) where the egress port sends the VLAN tagged. Everything else (tagged
-super-frames, floods, unknown or moved sources, port security failures) goes to Python as before.
+What the filter takes is what the XDP program forwards: a super-frame in a VLAN the port carries
+(untagged on an access port, the native VLAN or an all-VLAN port; 802.1Q-tagged with a VID the
+port trunks, the tag already in the skb's metadata where the kernel moved it before the taps), from
+a source Python learned on this very port, to a unicast destination learned on another XDP-served
+port. tc pushes the egress tag (``bpf_skb_vlan_push``) where an untagged frame leaves tagged and
+pops it (``bpf_skb_vlan_pop``) where a tagged one leaves untagged. Everything else (priority-tagged
+and 802.1ad super-frames, floods, unknown or moved sources, port security failures) goes to Python
+as before.
 The filter refreshes the source's ``seen`` time as the port program does.
 """
 from __future__ import annotations
@@ -38,6 +41,7 @@ from .asm import (
     R5,
     R6,
     R7,
+    R8,
     R9,
     R10,
     alu64,
@@ -60,6 +64,7 @@ from .switchprog import (
     MODE_ACCESS,
     MODE_ALL,
     NO_VLAN,
+    PORT_BITMAP,
     S_EGRESS,
     S_FDB,
     S_INGRESS,
@@ -67,12 +72,24 @@ from .switchprog import (
     C,
     count,
 )
-from .syscall import SKB_GSO_SEGS, SKB_GSO_SIZE, SKB_HASH, SKB_IFINDEX, SKB_LEN, SKB_PKT_TYPE, SKB_VLAN_PRESENT
+from .syscall import (
+    SKB_GSO_SEGS,
+    SKB_GSO_SIZE,
+    SKB_HASH,
+    SKB_IFINDEX,
+    SKB_LEN,
+    SKB_PKT_TYPE,
+    SKB_VLAN_PRESENT,
+    SKB_VLAN_PROTO,
+    SKB_VLAN_TCI,
+)
 
 PACKET_OUTGOING = 4
 HDR_START_MAC = 0            # bpf_skb_load_bytes_relative: offsets from the MAC header
 TCX_NEXT, TC_ACT_SHOT = -1, 2
 PUSH = 0x10000               # in the slot's tag word: push an 802.1Q tag with the low 12 bits as VID
+POP = 0x20000                #                        remove the skb's tag
+ETH_P_8021Q_BE = 0x0081      # __sk_buff.vlan_proto holds the protocol in network order
 
 # handoff: per-CPU array of one slot: ingress u32, GSO segs | size << 16 u32, hash u32, egress u32, tag u32,
 # the length the filter saw (with the MAC header) u32, and that Ethernet header (14 bytes, padded to 16).
@@ -92,14 +109,26 @@ def build_filter(ports_fd: int, fdb_fd: int, stats_fd: int, handoff_fd: int) -> 
            store_imm(4, R10, S_SLOT_KEY, 0),
            ld_map_fd(R1, handoff_fd), mov_reg(R2, R10), alu64("add", R2, S_SLOT_KEY), call(asm.MAP_LOOKUP_ELEM),
            jump_if("jeq", R0, 0, "keep"), mov_reg(R9, R0), store_imm(4, R9, 0, 0),
-           load(4, R1, R6, SKB_VLAN_PRESENT), jump_if("jne", R1, 0, "keep"),
            load(4, R2, R6, SKB_IFINDEX), store(4, R10, S_INGRESS, R2),
            load(4, R2, R6, SKB_LEN), store(8, R10, S_LEN, R2),
            ld_map_fd(R1, ports_fd), mov_reg(R2, R10), alu64("add", R2, S_INGRESS), call(asm.MAP_LOOKUP_ELEM),
            jump_if("jeq", R0, 0, "keep"), mov_reg(R7, R0),
            load(2, R1, R7, 12), jump_if("jset", R1, FLAG_ENABLED, "enabled"), jump("keep"))
     p.label("enabled")
-    # An untagged frame's VLAN, as the port program classifies it (R5 for now; the FDB key keeps it).
+    # The frame's VLAN, as the port program classifies it (R5 for now; the FDB key keeps it); R8 = 1 if it came
+    # tagged. The kernel has moved an 802.1Q tag into the skb's metadata before the taps run, so it is there.
+    # A priority tag (VID 0) goes to Python, which makes it untagged or rewrites its VID as the egress needs.
+    p.emit(mov(R8, 0), load(4, R1, R6, SKB_VLAN_PRESENT), jump_if("jeq", R1, 0, "untagged"),
+           load(4, R1, R6, SKB_VLAN_PROTO), jump_if("jne", R1, ETH_P_8021Q_BE, "keep"),
+           load(4, R4, R6, SKB_VLAN_TCI), alu64("and", R4, 0xFFF),
+           jump_if("jeq", R4, 0, "keep"), jump_if("jeq", R4, 0xFFF, "keep"),
+           load(2, R1, R7, 4), jump_if("jeq", R1, MODE_ACCESS, "keep"),
+           mov(R8, 1), mov_reg(R5, R4), jump_if("jeq", R1, MODE_ALL, "classified"),
+           load(2, R1, R7, 8), jump_if_reg("jeq", R1, R4, "classified"),
+           mov_reg(R1, R4), alu64("rsh", R1, 3), alu64_reg("add", R1, R7), load(1, R1, R1, PORT_BITMAP),
+           mov_reg(R3, R4), alu64("and", R3, 7), alu64_reg("rsh", R1, R3),
+           jump_if("jset", R1, 1, "classified"), jump("keep"))
+    p.label("untagged")
     p.emit(load(2, R1, R7, 4), mov(R5, 0), jump_if("jeq", R1, MODE_ALL, "classified"),
            load(2, R5, R7, 6), jump_if("jeq", R1, MODE_ACCESS, "classified"),
            load(2, R5, R7, 8), jump_if("jeq", R5, NO_VLAN, "keep"))
@@ -127,9 +156,12 @@ def build_filter(ports_fd: int, fdb_fd: int, stats_fd: int, handoff_fd: int) -> 
            jump_if("jeq", R0, 0, "keep"), mov_reg(R7, R0),
            load(2, R1, R7, 12), jump_if("jset", R1, FLAG_ENABLED, "egress_ok"), jump("keep"))
     p.label("egress_ok")
-    # The egress tag: none where that port sends this VLAN untagged, else pushed by tc.
-    p.emit(load(2, R1, R7, 10), load(2, R3, R10, S_FDB + 4), mov(R4, 0), jump_if_reg("jeq", R1, R3, "decided"),
-           mov_reg(R4, R3), alu64("or", R4, PUSH))
+    # The egress tag: none where that port sends this VLAN untagged (popped by tc if it came tagged), else the
+    # VLAN's (kept if it came tagged, pushed by tc if not).
+    p.emit(load(2, R1, R7, 10), load(2, R3, R10, S_FDB + 4), mov(R4, 0), jump_if_reg("jeq", R1, R3, "untag_out"),
+           jump_if("jne", R8, 0, "decided"), mov_reg(R4, R3), alu64("or", R4, PUSH), jump("decided"))
+    p.label("untag_out")
+    p.emit(jump_if("jeq", R8, 0, "decided"), mov(R4, POP))
     p.label("decided")
     p.emit(store(4, R9, 16, R4), load(4, R1, R10, S_EGRESS), store(4, R9, 12, R1),
            load(8, R1, R10, S_LEN), store(4, R9, 20, R1),
@@ -186,9 +218,11 @@ def build_tc(handoff_fd: int) -> bytes:
     p.label("whole")
     p.emit(store_imm(4, R7, 0, 0))
     p.label("framed")
-    p.emit(load(4, R3, R7, 16), jump_if("jeq", R3, 0, "send"),
+    p.emit(load(4, R3, R7, 16), jump_if("jeq", R3, 0, "send"), jump_if("jset", R3, POP, "pop"),
            alu64("and", R3, 0xFFF), mov_reg(R1, R6), mov(R2, 0x8100), asm.be16(R2), call(asm.SKB_VLAN_PUSH),
-           jump_if("jne", R0, 0, "next"))
+           jump_if("jne", R0, 0, "shot"), jump("send"))
+    p.label("pop")
+    p.emit(mov_reg(R1, R6), call(asm.SKB_VLAN_POP), jump_if("jne", R0, 0, "shot"))
     p.label("send")
     p.emit(load(4, R1, R7, 12), mov(R2, 0), call(asm.REDIRECT), exit_())
     p.label("next")

@@ -27,7 +27,8 @@ ANY, NOEXIST, EXIST = 0, 1, 2
 LOG_SIZE = 1 << 20
 # struct __sk_buff (include/uapi/linux/bpf.h): its size and the offsets the programs and test runs use.
 SKB_CTX_SIZE = 192
-SKB_LEN, SKB_PKT_TYPE, SKB_VLAN_PRESENT, SKB_IFINDEX, SKB_HASH, SKB_GSO_SEGS, SKB_GSO_SIZE = 0, 4, 20, 40, 68, 164, 176
+SKB_LEN, SKB_PKT_TYPE, SKB_VLAN_PRESENT, SKB_VLAN_TCI, SKB_VLAN_PROTO = 0, 4, 20, 24, 28
+SKB_IFINDEX, SKB_HASH, SKB_GSO_SEGS, SKB_GSO_SIZE = 40, 68, 164, 176
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
