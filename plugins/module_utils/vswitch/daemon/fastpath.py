@@ -169,9 +169,8 @@ class FastPath:
         """The tc path for the port's GSO super-frames (bpf/gsoprog.py): the tc program on its ingress first
         (a tcx link; a clsact filter on kernels before 6.6), then the filter on its ring socket (the other
         order would keep frames from Python with nothing to send them)."""
-        assert self.prog is not None
-        if self.prog.gso is None:
-            return self.prog.gso_reason
+        if self.prog is None or self.prog.gso is None:
+            return self.prog.gso_reason if self.prog is not None else self.reason
         _handoff, sockfilter, prog = self.prog.gso
         try:
             link = GsoLink("tcx", syscall.tcx_attach(prog.fd, io.ifindex), io.ifindex, io.sock)
