@@ -9,7 +9,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PROFILE=${1:-test}
 
 LAB_PKGS=(iproute2 iputils-ping python3-venv procps)
-TEST_PKGS=("${LAB_PKGS[@]}" tcpdump iperf3 dnsmasq-base podman runc debootstrap iptables uidmap
+TEST_PKGS=("${LAB_PKGS[@]}" tcpdump iperf3 ethtool dnsmasq-base podman runc debootstrap iptables uidmap
            openvswitch-switch rsync qemu-system-x86 kmod postgresql shellcheck
            libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
            network-manager netplan.io   # the bridge role's keyfiles and netplan file, read back by both

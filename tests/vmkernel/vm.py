@@ -33,7 +33,8 @@ CACHE = ROOT / ".cache" / "vmkernel"
 # and what the tests need (the bridge, veth, 802.1Q for VLAN devices inside test namespaces,
 # the bonding driver for the kernel datapath's bonds, tun for the internal port of a vswitchd that
 # stands as a kernel bond's LACP partner).
-MODULES = ("virtio_pci", "9pnet_virtio", "9p", "bridge", "veth", "8021q", "bonding", "tun")
+# sch_ingress (clsact) and cls_bpf: vswitchd's GSO tc path on a kernel without tcx links.
+MODULES = ("virtio_pci", "9pnet_virtio", "9p", "bridge", "veth", "8021q", "bonding", "tun", "sch_ingress", "cls_bpf")
 RC_MARK = "VMKERNEL-RC="
 # Where the test suite writes inside the checkout (Ansible's local temp, see tests/conftest.py).
 WRITABLE = (ROOT / ".cache" / "ansible-tmp",)

@@ -184,7 +184,7 @@ def test_tc_lets_any_other_skb_go_on_and_keeps_the_slot(switch, case, change):
 def test_tc_pushes_or_pops_the_tag_the_slot_asks_for(switch, tag):
     # The tag lives in the skb's VLAN metadata (where the kernel put it before the taps, and where tc's push
     # puts it), which a test run neither takes nor returns: here the program must get through the helper and
-    # still redirect. Tagged streams on the wire, both ways: tests/integration/kernel_fastpath_checks.py.
+    # still redirect. Tagged streams on the wire, both ways: tests/integration/daemon/kernel_fastpath_checks.py.
     _prog, idx = switch
     sent = frame(C, A)
     values = (idx[0], GSO_SEGS | GSO_SIZE << 16, 0, idx[2], tag, len(sent), sent[:14])
