@@ -10,12 +10,13 @@ tc ingress runs *after* the device's AF_PACKET taps, so vswitchd's own ring sock
 of every frame tc forwards. The decision is therefore made once, by a socket filter on that ring
 socket, which runs first and on the same CPU in the same pass: for a super-frame it would forward,
 the filter writes the decision into a per-CPU hand-off slot (the skb's ingress ifindex, GSO
-segment count and size and hash, then the egress ifindex and VLAN to push) and keeps the frame
-from the socket; the tc program that runs next finds the slot matching its skb, clears it and
-redirects. (Not the length: tc sees some skbs with their MAC header and, after generic XDP copied a
-super-frame, others without it; the GSO fields live in the skb's shared info and do not move.) Any
-other frame is kept for Python and the slot is left empty, so tc lets it through untouched: no
-frame is forwarded twice or lost between them.
+segment count and size and hash, its length and Ethernet header, then the egress ifindex and the
+tag to push or pop) and keeps the frame from the socket; the tc program that runs next finds the
+slot matching its skb, clears it and redirects. (The length is checked up to the MAC header: tc sees
+some skbs with it and, after generic XDP copied a super-frame, others without it, which tc then
+gives back the header the filter saw; the GSO fields live in the skb's shared info and do not
+move.) Any other frame is kept for Python and the slot is left empty, so tc lets it through
+untouched: no frame is forwarded twice or lost between them.
 
 What the filter takes is what the XDP program forwards: a super-frame in a VLAN the port carries
 (untagged on an access port, the native VLAN or an all-VLAN port; 802.1Q-tagged with a VID the
@@ -24,8 +25,7 @@ a source Python learned on this very port, to a unicast destination learned on a
 port. tc pushes the egress tag (``bpf_skb_vlan_push``) where an untagged frame leaves tagged and
 pops it (``bpf_skb_vlan_pop``) where a tagged one leaves untagged. Everything else (priority-tagged
 and 802.1ad super-frames, floods, unknown or moved sources, port security failures) goes to Python
-as before.
-The filter refreshes the source's ``seen`` time as the port program does.
+as before. The filter refreshes the source's ``seen`` time as the port program does.
 """
 from __future__ import annotations
 
