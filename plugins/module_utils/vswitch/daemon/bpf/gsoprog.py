@@ -88,7 +88,7 @@ PACKET_OUTGOING = 4
 HDR_START_MAC = 0            # bpf_skb_load_bytes_relative: offsets from the MAC header
 TCX_NEXT, TC_ACT_SHOT = -1, 2
 PUSH = 0x10000               # in the slot's tag word: push an 802.1Q tag with the low 12 bits as VID
-POP = 0x20000                #                        remove the skb's tag
+POP = 0x20000                # in the slot's tag word: remove the skb's 802.1Q tag
 ETH_P_8021Q_BE = 0x0081      # __sk_buff.vlan_proto holds the protocol in network order
 
 # handoff: per-CPU array of one slot: ingress u32, GSO segs | size << 16 u32, hash u32, egress u32, tag u32,

@@ -31,15 +31,15 @@ def _tcmsg(ifindex: int, handle: int, parent: int, info: int = 0) -> bytes:
 
 def attach(ifindex: int, prog_fd: int, name: str) -> tuple[int, str, bool]:
     """Put ``prog_fd`` on the device's ingress: (errno or 0, kernel's reason, whether the clsact qdisc is ours)."""
-    errno, text, _ = exchange(RTM_NEWQDISC, _tcmsg(ifindex, CLSACT_HANDLE, TC_H_CLSACT) + nla(TCA_KIND, b"clsact\0"),
-                              NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+    qdisc = _tcmsg(ifindex, CLSACT_HANDLE, TC_H_CLSACT) + nla(TCA_KIND, b"clsact\0")
+    errno, text, _replies = exchange(RTM_NEWQDISC, qdisc, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
     if errno not in (0, EEXIST):
         return errno, text or "clsact qdisc", False
     created = errno == 0
     options = (nla(TCA_BPF_FD, struct.pack("=I", prog_fd)) + nla(TCA_BPF_NAME, name.encode() + b"\0")
                + nla(TCA_BPF_FLAGS, struct.pack("=I", TCA_BPF_FLAG_ACT_DIRECT)))
     body = _tcmsg(ifindex, 1, INGRESS, _INFO) + nla(TCA_KIND, b"bpf\0") + nla(TCA_OPTIONS | NLA_F_NESTED, options)
-    errno, text, _ = exchange(RTM_NEWTFILTER, body, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+    errno, text, _replies = exchange(RTM_NEWTFILTER, body, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
     if errno and created:
         _delete_qdisc(ifindex)
     return errno, text, created
@@ -47,7 +47,7 @@ def attach(ifindex: int, prog_fd: int, name: str) -> tuple[int, str, bool]:
 
 def detach(ifindex: int, delete_qdisc: bool) -> int:
     """Remove vswitchd's filter (its whole priority) and, if the qdisc was made for it, the qdisc; errno."""
-    errno, _text, _ = exchange(RTM_DELTFILTER, _tcmsg(ifindex, 0, INGRESS, _INFO), NLM_F_ACK)
+    errno, _text, _replies = exchange(RTM_DELTFILTER, _tcmsg(ifindex, 0, INGRESS, _INFO), NLM_F_ACK)
     if delete_qdisc:
         errno = _delete_qdisc(ifindex) or errno
     return errno
