@@ -61,15 +61,13 @@ from .asm import (
 from .switchprog import (
     FLAG_ENABLED,
     FLAG_SECURE,
-    MODE_ACCESS,
-    MODE_ALL,
-    NO_VLAN,
-    PORT_BITMAP,
     S_EGRESS,
     S_FDB,
     S_INGRESS,
     S_LEN,
     C,
+    classify_untagged,
+    classify_vid,
     count,
 )
 from .syscall import (
@@ -121,17 +119,12 @@ def build_filter(ports_fd: int, fdb_fd: int, stats_fd: int, handoff_fd: int) -> 
     p.emit(mov(R8, 0), load(4, R1, R6, SKB_VLAN_PRESENT), jump_if("jeq", R1, 0, "untagged"),
            load(4, R1, R6, SKB_VLAN_PROTO), jump_if("jne", R1, ETH_P_8021Q_BE, "keep"),
            load(4, R4, R6, SKB_VLAN_TCI), alu64("and", R4, 0xFFF),
-           jump_if("jeq", R4, 0, "keep"), jump_if("jeq", R4, 0xFFF, "keep"),
-           load(2, R1, R7, 4), jump_if("jeq", R1, MODE_ACCESS, "keep"),
-           mov(R8, 1), mov_reg(R5, R4), jump_if("jeq", R1, MODE_ALL, "classified"),
-           load(2, R1, R7, 8), jump_if_reg("jeq", R1, R4, "classified"),
-           mov_reg(R1, R4), alu64("rsh", R1, 3), alu64_reg("add", R1, R7), load(1, R1, R1, PORT_BITMAP),
-           mov_reg(R3, R4), alu64("and", R3, 7), alu64_reg("rsh", R1, R3),
-           jump_if("jset", R1, 1, "classified"), jump("keep"))
+           jump_if("jeq", R4, 0, "keep"), jump_if("jeq", R4, 0xFFF, "keep"))
+    classify_vid(p, R4, "vid_ok", "keep")
+    p.label("vid_ok")
+    p.emit(mov(R8, 1), mov_reg(R5, R4), jump("classified"))
     p.label("untagged")
-    p.emit(load(2, R1, R7, 4), mov(R5, 0), jump_if("jeq", R1, MODE_ALL, "classified"),
-           load(2, R5, R7, 6), jump_if("jeq", R1, MODE_ACCESS, "classified"),
-           load(2, R5, R7, 8), jump_if("jeq", R5, NO_VLAN, "keep"))
+    classify_untagged(p, R5, "keep")
     p.label("classified")
     p.emit(load(4, R1, R7, 0), store(4, R10, S_FDB, R1), store(2, R10, S_FDB + 4, R5))
     _load_mac(p, 6)

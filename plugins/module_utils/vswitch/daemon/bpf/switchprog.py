@@ -129,6 +129,26 @@ def _reload(p: asm.Program, need: int, fail: str) -> None:
            jump_if_reg("jgt", R4, R3, fail))
 
 
+def classify_vid(p: asm.Program, vid: int, ok: str, fail: str) -> None:
+    """A tagged frame's VID (1-4094, in register ``vid``) on the port whose config is in R7: ``ok`` where the port
+    carries it (an all-VLAN port, its native VLAN, a trunked VID), ``fail`` where not; clobbers R1 and R3."""
+    p.emit(load(2, R1, R7, 4), jump_if("jeq", R1, MODE_ACCESS, fail), jump_if("jeq", R1, MODE_ALL, ok),
+           load(2, R1, R7, 8), jump_if_reg("jeq", R1, vid, ok),
+           mov_reg(R1, vid), alu64("rsh", R1, 3), alu64_reg("add", R1, R7), load(1, R1, R1, PORT_BITMAP),
+           mov_reg(R3, vid), alu64("and", R3, 7), alu64_reg("rsh", R1, R3),
+           jump_if("jset", R1, 1, ok), jump(fail))
+
+
+def classify_untagged(p: asm.Program, vlan: int, fail: str) -> None:
+    """An untagged frame's VLAN into register ``vlan`` (port config in R7): 0 on an all-VLAN port, the access VLAN,
+    a trunk's native VLAN; ``fail`` on a trunk without one; falls through when classified. Clobbers R1."""
+    done = f"untagged_{len(p)}"
+    p.emit(load(2, R1, R7, 4), mov(vlan, 0), jump_if("jeq", R1, MODE_ALL, done),
+           load(2, vlan, R7, 6), jump_if("jeq", R1, MODE_ACCESS, done),
+           load(2, vlan, R7, 8), jump_if("jeq", vlan, NO_VLAN, fail))
+    p.label(done)
+
+
 def _tag_with_vlan(p: asm.Program, done: str) -> None:
     """Make the frame carry an 802.1Q tag with VID R8 (pushed if untagged, PCP kept if tagged); then ``done``."""
     retag = f"retag_{len(p)}"
@@ -171,19 +191,12 @@ def build(ports_fd: int, fdb_fd: int, tx_fd: int, stats_fd: int, flood_fd: int) 
     p.label("tagged")
     p.emit(load(2, R9, R2, 14), be16(R9), alu64("or", R9, 0x10000),
            mov_reg(R4, R9), alu64("and", R4, 0xFFF),
-           jump_if("jeq", R4, 0xFFF, "drop_bad_vlan"), jump_if("jeq", R4, 0, "untagged"),
-           load(2, R1, R7, 4), jump_if("jeq", R1, MODE_ACCESS, "drop_bad_vlan"),
-           jump_if("jeq", R1, MODE_ALL, "vid_ok"),
-           load(2, R1, R7, 8), jump_if_reg("jeq", R1, R4, "vid_ok"),
-           mov_reg(R1, R4), alu64("rsh", R1, 3), alu64_reg("add", R1, R7), load(1, R1, R1, PORT_BITMAP),
-           mov_reg(R3, R4), alu64("and", R3, 7), alu64_reg("rsh", R1, R3),
-           jump_if("jset", R1, 1, "vid_ok"), jump("drop_bad_vlan"))
+           jump_if("jeq", R4, 0xFFF, "drop_bad_vlan"), jump_if("jeq", R4, 0, "untagged"))
+    classify_vid(p, R4, "vid_ok", "drop_bad_vlan")
     p.label("vid_ok")
     p.emit(mov_reg(R8, R4), jump("classified"))
     p.label("untagged")
-    p.emit(load(2, R1, R7, 4), mov(R8, 0), jump_if("jeq", R1, MODE_ALL, "classified"),
-           load(2, R8, R7, 6), jump_if("jeq", R1, MODE_ACCESS, "classified"),
-           load(2, R8, R7, 8), jump_if("jeq", R8, NO_VLAN, "drop_bad_vlan"))
+    classify_untagged(p, R8, "drop_bad_vlan")
     p.label("classified")
     # Source checks: multicast source, port security.
     p.emit(load(1, R1, R2, 6), jump_if("jset", R1, 1, "drop_bad_src"),
