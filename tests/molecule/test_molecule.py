@@ -122,3 +122,6 @@ def test_role_unit_variants(tmp_path: Path) -> None:
     assert "--socket /var/run/vsw/ctl.sock" in unit and "--state-file /srv/vsw/state.json" in unit
     unit = _render_unit(tmp_path, vswitchd_socket="/srv/vsw/ctl.sock", vswitchd_state_file="/srv/vsw/state.json")
     assert "RuntimeDirectory" not in unit and "ReadWritePaths=/srv/vsw" in unit
+    assert "--datapath auto\n" in unit, "no --xdp-on-veth by default"
+    unit = _render_unit(tmp_path, vswitchd_datapath="rings", vswitchd_xdp_on_veth="true")
+    assert "--datapath rings --xdp-on-veth\n" in unit

@@ -18,6 +18,7 @@ import threading
 import time
 
 import pytest
+from vswitch.daemon.fastpath import XDP_ON_VETH_ENV
 from vswitchd_lab import switched_hosts
 
 pytestmark = [pytest.mark.integration, pytest.mark.load_sensitive]
@@ -162,7 +163,7 @@ class Hostiles:
 @pytest.mark.parametrize("datapath", ["rings", "xdp"])
 def test_hostile_control_clients_do_not_slow_forwarding(netlab, vswitchd, datapath):
     sw = netlab.ns("sw")
-    d, (h1, _h2) = switched_hosts(netlab, vswitchd, sw, env={"VSWITCHD_DATAPATH": datapath})
+    d, (h1, _h2) = switched_hosts(netlab, vswitchd, sw, env={"VSWITCHD_DATAPATH": datapath, XDP_ON_VETH_ENV: "1"})
     shown = d.ctl("show").stdout
     assert f"forwarding: {datapath}" in shown, shown   # the path under test is the one that serves the hosts
     assert netlab.ping_until(h1, "10.0.0.2")

@@ -13,6 +13,7 @@ import time
 import pytest
 from netlab import NetLab
 from vswitch.daemon.bpf import tc
+from vswitch.daemon.fastpath import XDP_ON_VETH_ENV
 from vswitchd_lab import Capture, Daemon, ch, mac_of, send_raw, star, tcp_stream
 
 NETLAB_PREFIX = "xp"   # this area's namespaces (tests/conftest.py)
@@ -40,7 +41,7 @@ def gso_attachment(daemon, port: str) -> str:
 
 
 def start(lab, daemons, ns, tmp_path, datapath="auto", hosts=2):
-    daemon = Daemon(ns, tmp_path, env={"VSWITCHD_DATAPATH": datapath})
+    daemon = Daemon(ns, tmp_path, env={"VSWITCHD_DATAPATH": datapath, XDP_ON_VETH_ENV: "1"})
     daemons.append(daemon)
     daemon.start()
     return daemon

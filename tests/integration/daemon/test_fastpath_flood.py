@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from vswitch.daemon.fastpath import XDP_ON_VETH_ENV
 from vswitchd_lab import MODULE_UTILS, Capture, Daemon, ch, mac_of, send_raw, star
 
 NETLAB_PREFIX = "xf"   # this module's namespaces (tests/conftest.py)
@@ -22,7 +23,7 @@ def raw(dst: str, src: str, tag: str) -> bytes:
 def test_floods_reach_the_vlans_other_members_through_the_kernel(netlab, daemons, tmp_path):
     sw = netlab.ns("sw")
     h1, h2, h3, h4, h5, h6 = star(netlab, sw, 6)
-    d = Daemon(sw, tmp_path, env={"VSWITCHD_DATAPATH": "auto"})
+    d = Daemon(sw, tmp_path, env={"VSWITCHD_DATAPATH": "auto", XDP_ON_VETH_ENV: "1"})
     daemons.append(d)
     d.start()
     d.transact(ch("add_bridge", "br0"), ch("add_port", "p1", bridge="br0", vlan=5),
@@ -74,7 +75,7 @@ def xdp_prog(lab, ns: str, dev: str):
 def test_a_start_takes_its_old_program_off_a_port_deleted_while_it_was_down(netlab, daemons, tmp_path):
     sw = netlab.ns("sw")
     star(netlab, sw, 3)
-    d = Daemon(sw, tmp_path, env={"VSWITCHD_DATAPATH": "auto"})
+    d = Daemon(sw, tmp_path, env={"VSWITCHD_DATAPATH": "auto", XDP_ON_VETH_ENV: "1"})
     daemons.append(d)
     d.start()
     d.transact(ch("add_bridge", "br0"), *[ch("add_port", f"p{i}", bridge="br0") for i in (1, 2, 3)])

@@ -132,6 +132,35 @@ def test_a_port_without_config_is_left_to_python(switch):
         prog.set_port(idx[3], bridge=BRIDGE, mode=sp.MODE_ALL, untag=0)
 
 
+@pytest.fixture()
+def skb_port(switch):
+    """p0 as a port with no XDP (a veth): the filter decides for every frame it receives, not only GSO ones."""
+    prog, idx = switch
+    prog.set_port(idx[0], bridge=BRIDGE, mode=sp.MODE_ACCESS, access=5, untag=5, skb=True, limit=1000)
+    yield
+    prog.set_port(idx[0], bridge=BRIDGE, mode=sp.MODE_ACCESS, access=5, untag=5)
+
+
+@pytest.mark.parametrize("gso_size", [0, GSO_SIZE])
+def test_on_an_skb_path_port_every_known_unicast_frame_is_handed_to_tc(switch, skb_port, gso_size):
+    prog, idx = switch
+    sent = frame(C, A)
+    retval, slot = decide(switch, 0, sent, gso_size)
+    assert retval == 0, "kept from the ring socket: tc sends it"
+    assert slot[0] == idx[0] and slot[3] == idx[2] and slot[4] == gsoprog.PUSH | 5
+    assert slot[1] == (GSO_SEGS | GSO_SIZE << 16 if gso_size else GSO_SEGS), "what tc matches the skb by"
+
+
+@pytest.mark.parametrize("case, data", [
+    ("above the port's size limit", frame(C, A, 1200)),
+    ("unknown destination", frame(X, A)),
+    ("broadcast: floods from an skb-path port are Python's", frame(b"\xff" * 6, A)),
+])
+def test_on_an_skb_path_port_the_rest_stays_on_the_ring_socket(switch, skb_port, case, data):
+    retval, slot = decide(switch, 0, data, 0)
+    assert retval == KEEP_ALL and slot is None, case
+
+
 # -- what tc does with a slot ---------------------------------------------------------------------------
 def tc_run(switch, port: int, data: bytes, slot: tuple) -> tuple:
     prog, idx = switch

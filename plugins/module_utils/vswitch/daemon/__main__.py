@@ -23,6 +23,7 @@ from ..errors import VswitchError
 from . import faults
 from .db import StateFile
 from .fastpath import CHOICES as FAST_CHOICES
+from .fastpath import XDP_ON_VETH_ENV
 from .fdb import DEFAULT_LIMIT
 from .loop import EventLoop
 from .methods import LOG_LEVELS, make_methods
@@ -71,6 +72,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--datapath", default=os.environ.get("VSWITCHD_DATAPATH", "auto"), choices=FAST_CHOICES,
                         help="auto: XDP fast path wherever it works, rings elsewhere; xdp: refuse to start "
                              "without BPF; rings: Python only (default %(default)s)")
+    parser.add_argument("--xdp-on-veth", action="store_true", default=os.environ.get(XDP_ON_VETH_ENV) == "1",
+                        help="put XDP on veths too (their peers send 802.1Q tags inside the frame, or none); by "
+                             "default they take the skb path, which reads tags from the skb's metadata")
     parser.add_argument("--log-level", default=os.environ.get("VSWITCHD_LOG_LEVEL", "info"),
                         choices=sorted(LOG_LEVELS))
     args = parser.parse_args(argv)
@@ -97,7 +101,8 @@ def stop_on_signals(loop: EventLoop) -> None:
 def start_switch(args: argparse.Namespace, loop: EventLoop) -> Optional[Switch]:
     """Every bridge and port of the state file back in service, or None (logged) if that cannot be."""
     try:
-        switch = Switch(StateFile(args.state_file), args.fdb_limit, loop, datapath=args.datapath)
+        switch = Switch(StateFile(args.state_file), args.fdb_limit, loop, datapath=args.datapath,
+                        xdp_on_veth=args.xdp_on_veth)
     except OSError as err:
         log.critical("cannot start with --datapath %s: %s", args.datapath, err)
         return None

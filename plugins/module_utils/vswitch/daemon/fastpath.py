@@ -8,10 +8,24 @@ The program is attached in generic (skb) mode unless ``VSWITCHD_XDP_MODE=native`
 redirect to a veth is dropped by the kernel unless the veth's peer (the VM's or container's end,
 which is not vswitchd's to configure) runs XDP or GRO itself, and a Xen netback VIF cannot be a
 native redirect target at all; generic mode transmits through the egress device's own xmit, so
-every egress works. TAP ports (internal, tap) stay on the slow path: vswitchd itself holds their
-file descriptor, so XDP on the device would only see what vswitchd writes. They can still be flood
-members: the kernel's copy for a TAP reaches vswitchd's read side with the program's cookie in
-front, and vswitchd writes it back (``TapIO`` ``echo``), which delivers it to the host.
+every egress works.
+
+XDP cannot see an 802.1Q tag the kernel carries in the skb's metadata instead of the frame, and in
+generic mode the redirected skb keeps that tag: such a frame would be classified untagged and could
+leave into another VLAN still carrying its tag. So XDP serves a port only where tags arrive inside
+the frame: a NIC whose rx VLAN offload is off (vswitchd turns it off while it serves the port and
+back on after, recorded so a restart after a crash still restores it), TAPs, Xen netback VIFs.
+Devices that receive skbs another device built (a veth, whose peer's tx VLAN offload is on by
+default; macvlan, ipvlan, bonds) and NICs whose offload cannot be turned off take the skb path
+instead (``path`` "tc"): no XDP, the socket filter and tc program of bpf/gsoprog.py forward every
+known unicast frame of theirs, with the tag read from the skb, and floods from them go through
+Python. ``--xdp-on-veth`` (``VSWITCHD_XDP_ON_VETH=1``) puts XDP on those devices too, for hosts whose veth peers send
+tags inside the frame (tx VLAN offload off) or none at all.
+
+TAP ports (internal, tap) stay on the slow path: vswitchd itself holds their file descriptor, so
+XDP on the device would only see what vswitchd writes. They can still be flood members: the
+kernel's copy for a TAP reaches vswitchd's read side with the program's cookie in front, and
+vswitchd writes it back (``TapIO`` ``echo``), which delivers it to the host.
 
 Python stays the control plane. The FDB mirror holds, for every bridge whose ageing is not 0,
 the entries (learned or static) whose port is XDP-served or a TAP, except in VLANs with a
@@ -28,12 +42,14 @@ Python's entry, so hosts whose traffic only the kernel forwards do not age out.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import socket
 from errno import EINVAL
 from typing import Any, Optional
 
+from . import ethtool
 from .bpf import switchprog, syscall, tc, xdp
 from .bpf.maps import SwitchProgram
 from .datapath import MODE_ACCESS, MODE_ALL, MODE_TRUNK, Bridge, Port
@@ -46,6 +62,10 @@ _MODES = {MODE_ALL: switchprog.MODE_ALL, MODE_ACCESS: switchprog.MODE_ACCESS, MO
 TAP_REASON = "a TAP port: vswitchd holds its file descriptor, so its frames reach vswitchd, not XDP"
 # LACP, member selection and failover are vswitchd's bond logic: a program on a member would forward around it.
 BOND_REASON = "a bond: its members' frames go through vswitchd's bond logic (modes, LACP, failover)"
+# Drivers whose received skbs another device built, tag metadata included (a veth peer's tx VLAN offload, a
+# macvlan's or bond's lower NIC stripping tags): their own rx VLAN offload setting does not change that.
+BORROWED_SKB_DRIVERS = frozenset({"veth", "netkit", "macvlan", "macvtap", "ipvlan", "ipvtap", "bonding", "team"})
+XDP_ON_VETH_ENV = "VSWITCHD_XDP_ON_VETH"   # the default of vswitchd's --xdp-on-veth
 
 
 def _timens_monotonic_offset() -> float:
@@ -83,10 +103,15 @@ def program_name(owner: str) -> str:
 
 
 class FastPath:
-    def __init__(self, choice: str = "auto", owner: str = "") -> None:
+    def __init__(self, choice: str = "auto", owner: str = "", offload_record: str = "",
+                 xdp_on_veth: bool = False) -> None:
         self.choice = choice
         self.name = program_name(owner)
         self.native = os.environ.get("VSWITCHD_XDP_MODE", "generic") == "native"
+        self.xdp_on_veth = xdp_on_veth
+        self.offload_record = offload_record        # devices whose rx VLAN offload this daemon turned off
+        self.rxvlan_off: set[str] = set()
+        self.skb_ports: set[str] = set()            # attached ports served by the skb path, not XDP
         self.prog: Optional[SwitchProgram] = None
         self.reason = ""
         self.attached: dict[str, int] = {}          # port name -> ifindex
@@ -121,6 +146,7 @@ class FastPath:
         old program would flood into the TAPs with the old run's echo cookie, and this run would take
         those frames for the host's. Returns the devices it was taken off.
         """
+        self._restore_offloads(self._read_offload_record())
         removed = []
         for index, name in socket.if_nameindex():
             if self.name in tc.names(index):   # a clsact filter of the GSO path (tcx links die with the process)
@@ -155,40 +181,101 @@ class FastPath:
             return
         if port.name in self.attached:
             return
-        errno, text = xdp.attach(io.ifindex, self.prog.prog.fd, native=self.native)
-        if errno:
+        why = self._tags_inline(port.name)
+        if not why:
+            errno, text = xdp.attach(io.ifindex, self.prog.prog.fd, native=self.native)
+            if not errno:
+                self.attached[port.name] = io.ifindex
+                ok, gso = self._attach_gso(port.name, io)
+                gso = f"GSO super-frames by tc ({gso})" if ok else f"GSO super-frames on the rings: {gso}"
+                self.paths[port.name] = ("xdp", f"{'native' if self.native else 'generic'}; {gso}")
+                self._last_sync = -1.0
+                return
+            self._restore_offloads({port.name} & self.rxvlan_off)
             why = f"XDP refused: {os.strerror(errno)}" + (f" ({text})" if text else "")
-            self.paths[port.name] = ("rings", why)
-            log.warning("port %s stays on the rings: %s", port.name, why)
+        ok, skb = self._attach_gso(port.name, io)
+        if not ok:
+            self.paths[port.name] = ("rings", f"{why}; {skb}")
+            log.warning("port %s stays on the rings: %s; %s", port.name, why, skb)
             return
         self.attached[port.name] = io.ifindex
-        self.paths[port.name] = ("xdp", f"{'native' if self.native else 'generic'}; {self._attach_gso(port.name, io)}")
+        self.skb_ports.add(port.name)
+        self.paths[port.name] = ("tc", f"{why}; known unicast by tc ({skb}), floods by vswitchd")
         self._last_sync = -1.0
 
-    def _attach_gso(self, name: str, io: Any) -> str:
-        """The tc path for the port's GSO super-frames (bpf/gsoprog.py): the tc program on its ingress first
-        (a tcx link; a clsact filter on kernels before 6.6), then the filter on its ring socket (the other
-        order would keep frames from Python with nothing to send them)."""
+    def _tags_inline(self, name: str) -> str:
+        """'' where every 802.1Q tag the device receives is inside the frame, as XDP needs (turning the
+        device's rx VLAN offload off for that); else why not."""
+        driver = ethtool.driver(name)
+        if driver in BORROWED_SKB_DRIVERS and not self.xdp_on_veth:
+            return (f"XDP not used: a {driver} device, whose 802.1Q tags can arrive outside the frame"
+                    " (VLAN offload of the device that built the skb), where XDP cannot see them")
+        if not ethtool.rx_vlan_offload(name):
+            return ""
+        errno = ethtool.set_rx_vlan_offload(name, False)
+        if errno:
+            return f"XDP not used: rx VLAN offload is on and could not be turned off ({os.strerror(errno)})"
+        log.info("port %s: rx VLAN offload turned off while XDP serves it", name)
+        self.rxvlan_off.add(name)
+        self._write_offload_record()
+        return ""
+
+    def _read_offload_record(self) -> set[str]:
+        try:
+            with open(self.offload_record, encoding="utf-8") as handle:
+                names = json.load(handle)
+        except (OSError, ValueError):
+            return set()
+        return {name for name in names if isinstance(name, str)} if isinstance(names, list) else set()
+
+    def _write_offload_record(self) -> None:
+        """Durably (a crash must not lose it), so the next start turns each offload back on."""
+        if not self.offload_record:
+            return
+        temporary = self.offload_record + ".tmp"
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                json.dump(sorted(self.rxvlan_off), handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.offload_record)
+        except OSError as err:
+            log.warning("%s: not written (%s): a crash would leave rx VLAN offload off on %s",
+                        self.offload_record, err.strerror, ", ".join(sorted(self.rxvlan_off)))
+
+    def _restore_offloads(self, names: set[str]) -> None:
+        """Turn rx VLAN offload back on where this daemon (or a run before it) turned it off."""
+        for name in sorted(names):
+            errno = ethtool.set_rx_vlan_offload(name, True)
+            if errno and errno != 19:   # ENODEV: the device is gone, and its setting with it
+                log.warning("port %s: rx VLAN offload not turned back on: %s", name, os.strerror(errno))
+            self.rxvlan_off.discard(name)
+        if names:
+            self._write_offload_record()
+
+    def _attach_gso(self, name: str, io: Any) -> tuple[bool, str]:
+        """The skb path for the port (bpf/gsoprog.py): the tc program on its ingress first (a tcx link; a
+        clsact filter on kernels before 6.6), then the filter on its ring socket (the other order would keep
+        frames from Python with nothing to send them). Whether it is attached, and what to show."""
         if self.prog is None or self.prog.gso is None:
-            return self.prog.gso_reason if self.prog is not None else self.reason
+            return False, self.prog.gso_reason if self.prog is not None else self.reason
         _handoff, sockfilter, prog = self.prog.gso
         try:
             link = GsoLink("tcx", syscall.tcx_attach(prog.fd, io.ifindex), io.ifindex, io.sock)
         except OSError as err:
             if err.errno != EINVAL:   # EINVAL: this kernel has no tcx attach type
-                return f"GSO super-frames on the rings: tc refused ({os.strerror(err.errno)})"
+                return False, f"tc refused ({os.strerror(err.errno)})"
             errno, text, created = tc.attach(io.ifindex, prog.fd, self.name)
             if errno:
-                return f"GSO super-frames on the rings: tc refused ({os.strerror(errno)}" + (
-                    f": {text})" if text else ")")
+                return False, f"tc refused ({os.strerror(errno)}" + (f": {text})" if text else ")")
             link = GsoLink("clsact", -1, io.ifindex, io.sock, created)
         try:
             io.sock.setsockopt(socket.SOL_SOCKET, syscall.SO_ATTACH_BPF, sockfilter.fd)
         except OSError as err:
             link.close()
-            return f"GSO super-frames on the rings: the socket filter was refused ({os.strerror(err.errno)})"
+            return False, f"the socket filter was refused ({os.strerror(err.errno)})"
         self.gso_links[name] = link
-        return f"GSO super-frames by tc ({link.kind})"
+        return True, link.kind
 
     def _detach_gso(self, name: str) -> None:
         """Filter off first (while tc is still there every frame it keeps from Python is sent), then tc."""
@@ -219,9 +306,13 @@ class FastPath:
             return
         self._detach_gso(name)
         self._forget(ifindex)
+        if name in self.skb_ports:
+            self.skb_ports.discard(name)
+            return
         errno = xdp.detach(ifindex)
         if errno and errno != 19:   # ENODEV: the device went first
             log.warning("port %s: XDP program not removed: %s", name, os.strerror(errno))
+        self._restore_offloads({name} & self.rxvlan_off)
 
     def _forget(self, ifindex: int) -> None:
         """No entry, flood group or config left for ``ifindex`` in the maps."""
@@ -247,7 +338,7 @@ class FastPath:
         ifindex = self.attached.get(name)
         if ifindex is None or self.prog is None:
             return {}
-        return self.prog.counters(ifindex)
+        return {**self.prog.counters(ifindex), "skb_path": int(name in self.skb_ports)}
 
     # -- keeping the maps in step ----------------------------------------------------------------------
     def _bridge_id(self, bridge: Bridge) -> int:
@@ -337,7 +428,7 @@ class FastPath:
         untag = port.untag if port.untag >= 0 else switchprog.NO_VLAN
         native = port.native if port.native >= 0 else switchprog.NO_VLAN
         value = switchprog.port_value(bridge, _MODES[port.mode], port.access, native, untag, not tap, port.mac,
-                                      mtu + 14, port.trunks)
+                                      mtu + 14, port.trunks, skb=port.name in self.skb_ports)
         if self.prog is not None and self.port_values.get(ifindex) != value:
             if tap:
                 self.prog.set_tap_value(ifindex, value)

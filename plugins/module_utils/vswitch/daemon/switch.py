@@ -52,7 +52,7 @@ class RunPort:
 
 class Switch:
     def __init__(self, db: StateFile, fdb_limit: int = DEFAULT_LIMIT, loop: Optional[EventLoop] = None,
-                 datapath: str = "auto") -> None:
+                 datapath: str = "auto", xdp_on_veth: bool = False) -> None:
         self.db = db
         self.fdb_limit = fdb_limit
         self.config = Config()
@@ -62,7 +62,7 @@ class Switch:
         self.loop = loop or EventLoop()
         self.owner = netdev.owner_mark(db.path)
         self._last_retry = 0.0
-        self.fastpath = FastPath(datapath, self.owner)
+        self.fastpath = FastPath(datapath, self.owner, offload_record=f"{db.path}.rxvlan-off", xdp_on_veth=xdp_on_veth)
         self.loop.every(SYNC_INTERVAL, self._sync_fastpath)
 
     # -- start-up ---------------------------------------------------------------------------------
@@ -427,6 +427,8 @@ def with_fast(slow: dict[str, int], fast: dict[str, int]) -> dict[str, int]:
         rows["rx_dropped"] = rows.get("rx_dropped", 0) + fast[f"drop_{reason}"]
     rows.update({name: value for name, value in fast.items() if name.startswith(("fast_", "tc_"))})
     rows["fast_dropped"] = sum(fast[f"drop_{reason}"] for reason in ("security", "bad_src", "bad_vlan"))
-    # The port program passes GSO super-frames up; those the tc path forwarded never reached Python.
-    rows["slow_rx_packets"] = fast["passed"] - fast["tc_rx_packets"]
+    # The port program passes GSO super-frames up; those the tc path forwarded never reached Python. A port
+    # with no port program (the skb path) hands Python only what its socket filter keeps: Python's own count.
+    rows["slow_rx_packets"] = slow.get("rx_packets", 0) if fast.get("skb_path") else \
+        fast["passed"] - fast["tc_rx_packets"]
     return rows

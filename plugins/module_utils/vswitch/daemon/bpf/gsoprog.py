@@ -1,4 +1,6 @@
-"""The kernel path for GSO super-frames, which XDP cannot forward: a socket filter decides, tc redirects.
+"""The skb path: a socket filter decides, tc redirects. For GSO super-frames, which XDP cannot forward, and
+for every frame of a port XDP does not serve (``FLAG_SKB``: a veth, whose 802.1Q tags can arrive in the skb's
+metadata where XDP cannot see them; fastpath.py says which ports).
 
 A TCP sender on a veth or TAP hands the switch super-frames of up to 64 KiB (GSO). Generic XDP
 refuses to redirect them (a redirect checks the length against the egress MTU; the kernel's
@@ -16,7 +18,8 @@ slot matching its skb, clears it and redirects. (The length is checked up to the
 some skbs with it and, after generic XDP copied a super-frame, others without it, which tc then
 gives back the header the filter saw; the GSO fields live in the skb's shared info and do not
 move.) Any other frame is kept for Python and the slot is left empty, so tc lets it through
-untouched: no frame is forwarded twice or lost between them.
+untouched: no frame is forwarded twice or lost between them. On an ``FLAG_SKB`` port the same
+decision is made for frames of any size up to the port's limit; its floods are Python's.
 
 What the filter takes is what the XDP program forwards: a super-frame in a VLAN the port carries
 (untagged on an access port, the native VLAN or an all-VLAN port; 802.1Q-tagged with a VID the
@@ -61,6 +64,7 @@ from .asm import (
 from .switchprog import (
     FLAG_ENABLED,
     FLAG_SECURE,
+    FLAG_SKB,
     S_EGRESS,
     S_FDB,
     S_INGRESS,
@@ -100,10 +104,9 @@ KEEP = 0x40000               # the filter's "keep the frame": bytes to keep, mor
 def build_filter(ports_fd: int, fdb_fd: int, stats_fd: int, handoff_fd: int) -> bytes:
     """The socket filter on an XDP-served port's ring socket (returns 0: tc forwards it; KEEP: Python)."""
     p = asm.Program()
-    # R6 = ctx, R9 = this CPU's hand-off slot (emptied first, for every super-frame), R7 = port configs.
+    # R6 = ctx, R9 = this CPU's hand-off slot (emptied first, for every frame), R7 = port configs.
     p.emit(mov_reg(R6, R1),
            load(4, R1, R6, SKB_PKT_TYPE), jump_if("jeq", R1, PACKET_OUTGOING, "keep"),
-           load(4, R1, R6, SKB_GSO_SIZE), jump_if("jeq", R1, 0, "keep"),
            store_imm(4, R10, S_SLOT_KEY, 0),
            ld_map_fd(R1, handoff_fd), mov_reg(R2, R10), alu64("add", R2, S_SLOT_KEY), call(asm.MAP_LOOKUP_ELEM),
            jump_if("jeq", R0, 0, "keep"), mov_reg(R9, R0), store_imm(4, R9, 0, 0),
@@ -113,6 +116,13 @@ def build_filter(ports_fd: int, fdb_fd: int, stats_fd: int, handoff_fd: int) -> 
            jump_if("jeq", R0, 0, "keep"), mov_reg(R7, R0),
            load(2, R1, R7, 12), jump_if("jset", R1, FLAG_ENABLED, "enabled"), jump("keep"))
     p.label("enabled")
+    # Which frames: on an XDP-served port only the super-frames XDP passed up; on an skb-path port (no XDP)
+    # every frame, up to the port's size limit as the port program checks it (a larger one is Python's).
+    p.emit(load(4, R2, R6, SKB_GSO_SIZE), jump_if("jne", R2, 0, "chosen"),
+           jump_if("jset", R1, FLAG_SKB, "sized"), jump("keep"))
+    p.label("sized")
+    p.emit(load(4, R1, R7, 24), load(8, R2, R10, S_LEN), jump_if_reg("jgt", R2, R1, "keep"))
+    p.label("chosen")
     # The frame's VLAN, as the port program classifies it (R5 for now; the FDB key keeps it); R8 = 1 if it came
     # tagged. The kernel has moved an 802.1Q tag into the skb's metadata before the taps run, so it is there.
     # A priority tag (VID 0) goes to Python, which makes it untagged or rewrites its VID as the egress needs.

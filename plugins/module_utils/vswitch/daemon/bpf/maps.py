@@ -72,16 +72,16 @@ class SwitchProgram:
         except OSError as err:
             for obj in made:
                 obj.close()
-            self.gso_reason = f"GSO super-frames on the rings: {err}"
+            self.gso_reason = f"the skb path's programs did not load: {err}"
             return
         self.gso = (handoff, sockfilter, tc)
 
     # -- ports ---------------------------------------------------------------------------------------
     def set_port(self, ifindex: int, *, bridge: int, mode: int, access: int = 0, native: int = switchprog.NO_VLAN,
                  untag: int = switchprog.NO_VLAN, mac: Optional[bytes] = None, limit: int = 1518,
-                 trunks: Iterable[int] = (), enabled: bool = True) -> None:
+                 trunks: Iterable[int] = (), enabled: bool = True, skb: bool = False) -> None:
         self.set_port_value(ifindex, switchprog.port_value(bridge, mode, access, native, untag, enabled, mac, limit,
-                                                           trunks))
+                                                           trunks, skb))
 
     def set_port_value(self, ifindex: int, value: bytes) -> None:
         """The port's config (``switchprog.port_value``), its devmap slot and zeroed counters if it has none."""

@@ -59,7 +59,9 @@ from .asm import (
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
 MODE_ALL, MODE_ACCESS, MODE_TRUNK = 0, 1, 2
 NO_VLAN = 0xFFFF
-FLAG_ENABLED, FLAG_SECURE = 1, 2
+# ENABLED: the kernel may forward to and from the port; SKB: no XDP on it, the skb path (gsoprog.py) takes
+# every frame it receives, not only GSO super-frames (a port where 802.1Q tags can arrive outside the frame).
+FLAG_ENABLED, FLAG_SECURE, FLAG_SKB = 1, 2, 4
 XDP_GET_BUFF_LEN = 188
 PROG_FLAG_HAS_FRAGS = 1 << 5
 
@@ -78,7 +80,8 @@ BROADCAST, EXCLUDE_INGRESS = 1 << 3, 1 << 4
 # stats: ifindex -> one u64 per counter, per CPU
 COUNTERS = ("fast_rx_packets", "fast_rx_bytes", "fast_tx_packets", "fast_tx_bytes", "passed",
             "drop_security", "drop_bad_src", "drop_bad_vlan", "filtered",
-            # GSO super-frames the tc path forwarded (gsoprog.py); the port program counted them "passed" first.
+            # What the skb path forwarded (gsoprog.py): an XDP port's GSO super-frames (the port program counted
+            # them "passed" first), any frame of a port without XDP.
             "tc_rx_packets", "tc_rx_bytes", "tc_tx_packets", "tc_tx_bytes")
 C = {name: index for index, name in enumerate(COUNTERS)}
 STATS_VALUE_SIZE = 8 * len(COUNTERS)
@@ -92,8 +95,8 @@ S_FLOOD = -48       # 8-byte flood key: bridge @-48, vlan @-44, pad @-42
 
 
 def port_value(bridge: int, mode: int, access: int, native: int, untag: int, enabled: bool,
-               mac: Optional[bytes], limit: int, trunks: Iterable[int] = ()) -> bytes:
-    flags = (FLAG_ENABLED if enabled else 0) | (FLAG_SECURE if mac else 0)
+               mac: Optional[bytes], limit: int, trunks: Iterable[int] = (), skb: bool = False) -> bytes:
+    flags = (FLAG_ENABLED if enabled else 0) | (FLAG_SECURE if mac else 0) | (FLAG_SKB if skb else 0)
     head = PORT_HEAD.pack(bridge, mode, access, native, untag, flags, 0, mac or b"\0" * 6, limit)
     bitmap = bytearray(512)
     for vid in trunks:

@@ -19,6 +19,7 @@ TCA_BPF_FLAG_ACT_DIRECT = 1
 TC_H_CLSACT = 0xFFFFFFF1
 CLSACT_HANDLE = 0xFFFF0000
 INGRESS = 0xFFFFFFF2             # TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS)
+EGRESS = 0xFFFFFFF3              # TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_EGRESS)
 PRIORITY = 0x7677                # vswitchd's own priority on the ingress hook
 EEXIST = 17
 _INFO = PRIORITY << 16 | socket.htons(0x0003)   # ETH_P_ALL
@@ -29,8 +30,9 @@ def _tcmsg(ifindex: int, handle: int, parent: int, info: int = 0) -> bytes:
     return _TCMSG.pack(socket.AF_UNSPEC, ifindex, handle, parent, info)
 
 
-def attach(ifindex: int, prog_fd: int, name: str) -> tuple[int, str, bool]:
-    """Put ``prog_fd`` on the device's ingress: (errno or 0, kernel's reason, whether the clsact qdisc is ours)."""
+def attach(ifindex: int, prog_fd: int, name: str, hook: int = INGRESS) -> tuple[int, str, bool]:
+    """Put ``prog_fd`` on the device's ingress (or ``EGRESS``): (errno or 0, kernel's reason, whether the clsact
+    qdisc is ours)."""
     qdisc = _tcmsg(ifindex, CLSACT_HANDLE, TC_H_CLSACT) + nla(TCA_KIND, b"clsact\0")
     errno, text, _replies = exchange(RTM_NEWQDISC, qdisc, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
     if errno not in (0, EEXIST):
@@ -38,7 +40,7 @@ def attach(ifindex: int, prog_fd: int, name: str) -> tuple[int, str, bool]:
     created = errno == 0
     options = (nla(TCA_BPF_FD, struct.pack("=I", prog_fd)) + nla(TCA_BPF_NAME, name.encode() + b"\0")
                + nla(TCA_BPF_FLAGS, struct.pack("=I", TCA_BPF_FLAG_ACT_DIRECT)))
-    body = _tcmsg(ifindex, 1, INGRESS, _INFO) + nla(TCA_KIND, b"bpf\0") + nla(TCA_OPTIONS | NLA_F_NESTED, options)
+    body = _tcmsg(ifindex, 1, hook, _INFO) + nla(TCA_KIND, b"bpf\0") + nla(TCA_OPTIONS | NLA_F_NESTED, options)
     errno, text, _replies = exchange(RTM_NEWTFILTER, body, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
     if errno and created:
         _delete_qdisc(ifindex)
