@@ -136,6 +136,15 @@ options:
     description: Seconds each verification (gateway ARP, each target's ping) may take.
     type: float
     default: 20
+  rehome_dhcp_clients:
+    description:
+      - On commit, start the DHCP clients the uplink ran (dhclient, udhcpc, dhcpcd, stopped for the move) again
+        for the bridge, for the families the bridge leases, so that they renew its leases.
+      - V(false) leaves them stopped, for a host whose network manager (NetworkManager, systemd-networkd) takes
+        the bridge over once its persisted profile is loaded and renews the leases itself; two clients would
+        both renew. The P(openvif.vswitch.bridge#role) role sets it from the format it persists.
+    type: bool
+    default: true
   dhcp_timeout:
     description: Seconds to obtain a DHCP lease on the bridge.
     type: float
@@ -302,6 +311,7 @@ ARGUMENT_SPEC = dict(
     rollback_timeout=dict(type="float", default=60),
     verify_timeout=dict(type="float", default=20),
     dhcp_timeout=dict(type="float", default=15),
+    rehome_dhcp_clients=dict(type="bool", default=True),
     resolv_conf=dict(type="path", default="/etc/resolv.conf"),
     state_dir=dict(type="path", default="/run/openvif/hostnet"),
     vswitchd_socket=dict(type="path"),

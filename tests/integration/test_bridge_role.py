@@ -291,6 +291,24 @@ def test_dhcp_move_keeps_the_tcp_session_persists_ifcfg_and_is_idempotent(net):
     assert net.reachable()
 
 
+def test_dhcp_move_for_a_network_manager_leaves_the_uplinks_client_stopped(net):
+    """rehome_dhcp_clients: false (the role's choice where a running NetworkManager or networkd takes the
+    bridge over): the uplink's dhclient is stopped for the move and stays stopped, so it does not renew
+    beside the manager; the bridge keeps the lease the move obtained."""
+    net.start_dhcp()
+    old_client = net.fake_dhcp_client("eth0")
+    wait_for(lambda: len(net.dhcp_clients()) == 1)
+    result = net.module(bootproto="dhcp", rehome_dhcp_clients=False)
+    assert result["changed"] and result["phase"] == "verified", result
+    confirmed = net.module(step="confirm", token=result["token"], bootproto="dhcp", rehome_dhcp_clients=False)
+    assert confirmed["phase"] == "committed", confirmed
+    assert confirmed["dhcp_clients_started"] == [] and confirmed["dhcp_renewers"] == {"ipv4": None, "ipv6": None}
+    old_client.wait(timeout=10)
+    time.sleep(1)
+    assert net.dhcp_clients() == {}, "no client of the host's own renews now"
+    assert_ip_on_bridge(net, dhcp=True)
+
+
 def test_static_move_check_mode_first_persists_networkd_and_is_idempotent(net):
     before = net.addressing()
     overrides = {"bridge_bootproto": "static", "bridge_address": HOST_IP, "bridge_netmask": "255.255.255.0",

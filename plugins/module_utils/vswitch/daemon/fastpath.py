@@ -19,8 +19,8 @@ Devices that receive skbs another device built (a veth, whose peer's tx VLAN off
 default; macvlan, ipvlan, bonds) and NICs whose offload cannot be turned off take the skb path
 instead (``path`` "tc"): no XDP, the socket filter and tc program of bpf/gsoprog.py forward every
 known unicast frame of theirs, with the tag read from the skb, and floods from them go through
-Python. ``--xdp-on-veth`` (``VSWITCHD_XDP_ON_VETH=1``) puts XDP on those devices too, for hosts whose veth peers send
-tags inside the frame (tx VLAN offload off) or none at all.
+Python. ``--xdp-on-veth`` (``VSWITCHD_XDP_ON_VETH=1``) puts XDP on veths too, for hosts whose veth
+peers send tags inside the frame (tx VLAN offload off) or none at all.
 
 TAP ports (internal, tap) stay on the slow path: vswitchd itself holds their file descriptor, so
 XDP on the device would only see what vswitchd writes. They can still be flood members: the
@@ -65,6 +65,7 @@ BOND_REASON = "a bond: its members' frames go through vswitchd's bond logic (mod
 # Drivers whose received skbs another device built, tag metadata included (a veth peer's tx VLAN offload, a
 # macvlan's or bond's lower NIC stripping tags): their own rx VLAN offload setting does not change that.
 BORROWED_SKB_DRIVERS = frozenset({"veth", "netkit", "macvlan", "macvtap", "ipvlan", "ipvtap", "bonding", "team"})
+PEER_DRIVERS = frozenset({"veth", "netkit"})   # of those, the pairs: --xdp-on-veth vouches for their peers
 XDP_ON_VETH_ENV = "VSWITCHD_XDP_ON_VETH"   # the default of vswitchd's --xdp-on-veth
 
 
@@ -207,7 +208,7 @@ class FastPath:
         """'' where every 802.1Q tag the device receives is inside the frame, as XDP needs (turning the
         device's rx VLAN offload off for that); else why not."""
         driver = ethtool.driver(name)
-        if driver in BORROWED_SKB_DRIVERS and not self.xdp_on_veth:
+        if driver in BORROWED_SKB_DRIVERS and not (self.xdp_on_veth and driver in PEER_DRIVERS):
             return (f"XDP not used: a {driver} device, whose 802.1Q tags can arrive outside the frame"
                     " (VLAN offload of the device that built the skb), where XDP cannot see them")
         if not ethtool.rx_vlan_offload(name):

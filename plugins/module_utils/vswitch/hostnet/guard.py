@@ -244,6 +244,8 @@ def _rehome(data: dict[str, Any]) -> list[list[str]]:
     """The clients the uplink had now renew the bridge's leases, each for a family the bridge leases
     (DHCPv4 with bootproto dhcp, DHCPv6 when the move asked for it); the others stay stopped."""
     spec = _spec_of(data)
+    if not spec.rehome_dhcp_clients:   # the host's network manager takes the leases over: they stay stopped
+        return []
     leased = {4} if spec.bootproto == "dhcp" else set()
     if move_dhcp6.wanted(spec, data["snapshot"]):
         leased.add(6)

@@ -103,6 +103,9 @@ class HostIpSpec:
     gateway6: Optional[str] = None      # '2001:db8::1' or 'fe80::1%xenbr0'
     ipv6_autoconf: Optional[bool] = None  # SLAAC on the bridge (None: as the uplink had it)
     dhcp6: Optional[bool] = None        # a DHCPv6 address on the bridge (None: as the uplink had it)
+    # Start the uplink's own DHCP clients again for the bridge on commit; False where the host's network
+    # manager takes the bridge's leases over afterwards, so that one client, not two, renews them.
+    rehome_dhcp_clients: bool = True
     # A bond as the uplink (``uplink: {bond: bond0, members: [...], ...}``, as vswitch_bridge takes it);
     # ``uplink`` is then the member whose addressing moves (the one holding the IP, else the first).
     bond: Optional[BondSpec] = None
@@ -157,6 +160,8 @@ class HostIpSpec:
             vswitchd_socket=params.get("vswitchd_socket") or None,
             address6=address6, gateway6=gateway6, ipv6_autoconf=autoconf6,
             dhcp6=v.optional(v.boolean, "dhcp6", params.get("dhcp6")), bond=bond,
+            rehome_dhcp_clients=v.optional(v.boolean, "rehome_dhcp_clients",
+                                           params.get("rehome_dhcp_clients")) is not False,
         )
 
     @property
