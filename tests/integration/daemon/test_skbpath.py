@@ -19,6 +19,7 @@ import time
 
 import pytest
 from netlab import NetLab
+from test_fastpath import xdp_prog
 from vswitch.daemon.fastpath import XDP_ON_VETH_ENV
 from vswitchd_lab import MODULE_UTILS, Capture, Daemon, ch, mac_of, send_raw, star
 
@@ -57,12 +58,6 @@ for code, hook, name in ((push.assemble(), tc.EGRESS, "xk_push"), (pop.assemble(
 
 def vlan_edge(lab: NetLab, host: str, vid: int) -> None:
     lab.run(host, sys.executable, "-c", VLAN_EDGE, str(vid), str(MODULE_UTILS))
-
-
-def xdp_prog(lab: NetLab, ns: str, dev: str):
-    links = json.loads(lab.run(ns, "ip", "-j", "-d", "link", "show", dev).stdout)
-    xdp = links[0].get("xdp")
-    return xdp["prog"]["id"] if xdp and "prog" in xdp else None
 
 
 def start(daemons, ns, tmp_path, **env) -> Daemon:

@@ -49,6 +49,7 @@ import socket
 from errno import EINVAL
 from typing import Any, Optional
 
+from .. import atomic
 from . import ethtool
 from .bpf import switchprog, syscall, tc, xdp
 from .bpf.maps import SwitchProgram
@@ -233,13 +234,8 @@ class FastPath:
         """Durably (a crash must not lose it), so the next start turns each offload back on."""
         if not self.offload_record:
             return
-        temporary = self.offload_record + ".tmp"
         try:
-            with open(temporary, "w", encoding="utf-8") as handle:
-                json.dump(sorted(self.rxvlan_off), handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.offload_record)
+            atomic.write(self.offload_record, json.dumps(sorted(self.rxvlan_off)), mode=0o600)
         except OSError as err:
             log.warning("%s: not written (%s): a crash would leave rx VLAN offload off on %s",
                         self.offload_record, err.strerror, ", ".join(sorted(self.rxvlan_off)))
