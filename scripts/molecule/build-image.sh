@@ -16,7 +16,8 @@ log() { printf 'molecule-image: %s\n' "$*" >&2; }
 SUITE=$OPENVIF_MOLECULE_RELEASE   # env.sh: bookworm unless the caller names another
 # Variants add packages and get an image of their own (OPENVIF_MOLECULE_VARIANT=nm: NetworkManager,
 # for the boot scenario's host whose network manager must leave the collection's interfaces alone;
-# dhcp: dnsmasq, the DHCP server of the dhcp scenario's "physical network").
+# dhcp: dnsmasq, the DHCP server of the dhcp scenario's "physical network"; dhcp-nm: both, for that
+# scenario's NetworkManager host).
 VARIANT=${OPENVIF_MOLECULE_VARIANT:-}
 IMAGE=$OPENVIF_MOLECULE_IMAGE${VARIANT:+-$VARIANT}   # localhost/openvif-molecule:<release>[-<variant>]
 # What the scenarios need inside the container:
@@ -28,10 +29,13 @@ PKGS="python3,systemd,systemd-sysv,dbus,iproute2,iputils-ping,procps,tcpdump"
 case "$VARIANT" in
   "") ;;
   nm) PKGS="$PKGS,network-manager,libpam-systemd" ;;   # libpam-systemd: the logind polkitd needs
-  dhcp) PKGS="$PKGS,dnsmasq-base" ;;   # the dhcp scenario's DHCPv4/DHCPv6 server and router, in a namespace
+  # dhcp: the dhcp scenario's DHCPv4/DHCPv6 server and router (dnsmasq, in a namespace), and the uplink's own
+  # DHCP client of its networkd host (ISC dhclient, as ifupdown starts it)
+  dhcp) PKGS="$PKGS,dnsmasq-base,isc-dhcp-client" ;;
+  dhcp-nm) PKGS="$PKGS,dnsmasq-base,network-manager,libpam-systemd" ;;
   # libvirt: libvirtd and QEMU (TCG: no /dev/kvm in the container) for the libvirt scenario's domain.
   libvirt) PKGS="$PKGS,libvirt-daemon,libvirt-daemon-driver-qemu,libvirt-daemon-system,libvirt-clients,qemu-system-x86,libpam-systemd" ;;
-  *) log "unknown image variant '$VARIANT' (known: nm, dhcp, libvirt)"; exit 1 ;;
+  *) log "unknown image variant '$VARIANT' (known: nm, dhcp, dhcp-nm, libvirt)"; exit 1 ;;
 esac
 # pyroute2 for the kernel backend. Debian 12 (the machine's own release, whose python3-pyroute2
 # 0.7.2 tests/integration/test_pyroute2_versions.py covers) gets the version the project pins, as a

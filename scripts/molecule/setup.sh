@@ -103,7 +103,8 @@ fi
 "$HERE/build-image.sh"
 # shellcheck disable=SC2209  # "nm" names the variant (NetworkManager), it is not the nm command
 OPENVIF_MOLECULE_VARIANT=nm "$HERE/build-image.sh"   # the boot scenario's NetworkManager host
-OPENVIF_MOLECULE_VARIANT=dhcp "$HERE/build-image.sh"   # the dhcp scenario's host, with dnsmasq
+OPENVIF_MOLECULE_VARIANT=dhcp "$HERE/build-image.sh"   # the dhcp scenario's hosts, with dnsmasq
+OPENVIF_MOLECULE_VARIANT=dhcp-nm "$HERE/build-image.sh"   # and its NetworkManager host
 
 podman info --format '{{.Host.OCIRuntime.Name}} {{.Store.GraphRoot}}' >/dev/null ||
   die "podman does not start with $CONTAINERS_CONF"

@@ -29,10 +29,10 @@ CHECKS = ("tests/integration/kernel_vlan_checks.py tests/integration/kernel_bond
           "tests/integration/daemon/test_fastpath.py::test_gso_tcp_between_xdp_ports_is_forwarded_whole_by_tc "
           "tests/integration/daemon/test_fastpath.py::"
           "test_programs_go_with_their_ports_and_daemon_and_a_restart_after_kill_replaces_them "
-          "tests/integration/daemon/kernel_fastpath_checks.py "
-          # the skb path for veths on a kernel without tcx links: clsact for every frame, rx VLAN offload kept
-          "tests/integration/daemon/test_skbpath.py")
-GUEST_COMMAND = f"{Path(sys.executable)} -m pytest -p no:cacheprovider --color=no -q -rA {CHECKS}"
+          # and its skb path for veths with clsact (its second test; test_skbpath.py runs on this machine only)
+          "tests/integration/daemon/kernel_fastpath_checks.py")
+# The guest is the suite's longest run: its slowest checks are printed to know what to trim.
+GUEST_COMMAND = f"{Path(sys.executable)} -m pytest -p no:cacheprovider --color=no -q -rA --durations=8 {CHECKS}"
 # The guest run starts ahead of this test (tests/conftest.py, marker `guest`) and overlaps the rest.
 pytestmark = [pytest.mark.integration, pytest.mark.guest(GUEST_COMMAND)]
 
@@ -42,7 +42,7 @@ def test_kernel_vlan_filtering_in_a_debian_kernel_guest():
     summary = [line for line in result.output.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
     figures = [line for line in result.output.splitlines()
                if re.match(r"(active-backup failover|after the settings change|over the LACP bond|kernel bond ->|"
-                           r"bridge role, kernel bond uplink)", line)]
+                           r"bridge role, kernel bond uplink|\d+\.\d+s (call|setup|teardown) )", line)]
     print("\n".join(figures + summary[-1:]))
     assert result.returncode == 0, result.output[-20000:]
     assert summary and re.search(r"\d+ passed", summary[-1]), result.output[-20000:]
