@@ -113,8 +113,8 @@ def streams_by_tc(netlab, d, h1, h2) -> None:
         assert carried >= 0.8 * SIZE, (got_in, before_in)
         # What tc took in on one port it sent out the other, to within a frame or two: the guest showed the
         # egress count one above the ingress one in 2 of 3 runs, with both read after the stream had settled
-        # (the counters are per-CPU load-add-store, not atomic); a frame lost or sent twice per GSO segment
-        # would show hundreds apart.
+        # (why is not known: both are counted in the same program run); a frame lost or sent twice per GSO
+        # segment would show hundreds apart.
         sent, took = (got_out["tc_tx_packets"] - before_out["tc_tx_packets"],
                       got_in["tc_rx_packets"] - before_in["tc_rx_packets"])
         assert abs(sent - took) <= max(2, took // 100), (sent, took)
