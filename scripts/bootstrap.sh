@@ -13,6 +13,7 @@ TEST_PKGS=("${LAB_PKGS[@]}" tcpdump iperf3 ethtool dnsmasq-base podman runc debo
            openvswitch-switch rsync qemu-system-x86 kmod postgresql shellcheck
            libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
            network-manager netplan.io   # the bridge role's keyfiles and netplan file, read back by both
+           isc-dhcp-client   # a host's own dhclient -6, whose DUID the DHCPv6 move keeps
            openssh-server openssh-client)   # the bridge role over Ansible's ssh connection (a test's own sshd)
 case "$PROFILE" in
   lab) PKGS=("${LAB_PKGS[@]}") ;;

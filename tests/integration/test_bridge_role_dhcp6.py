@@ -6,6 +6,9 @@ carries both to the bridge and asks the server again from there, the role report
 each family, and the collection's client, run as the unit the role wrote and its drop-in run it (both
 families in one process), keeps both leases past two lifetimes (a kill -9 halfway resumed both from their
 state files, no new Discover), releasing both on SIGTERM. dnsmasq's log is the proof of every exchange.
+A host whose own ISC dhclient -6 holds the uplink's lease (its DUID-LLT, as ifup runs it) keeps that address
+and a TCP session on it through the move: the bridge asks with dhclient's DUID, and dhclient, run again for
+the bridge, renews with it.
 Where no DHCPv6 server answers, the move rolls back both families byte for byte. Names start with 'd6';
 every wait is bounded.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,8 +24,9 @@ import time
 from pathlib import Path
 
 import pytest
+from ansible_collections.openvif.vswitch.plugins.module_utils.vswitch.hostnet import dhclient6
 from netlab import sh
-from test_bridge_role import GATEWAY, HOST_IP, HOST_MAC, PhysicalNetwork
+from test_bridge_role import GATEWAY, HOST_IP, HOST_MAC, ORIGINAL_RESOLV, PhysicalNetwork
 from test_bridge_role_ipv6 import STATIC4, DualStackNetwork, TcpSession6
 
 NETLAB_PREFIX = "d6"   # this area's namespaces (tests/conftest.py)
@@ -36,7 +41,7 @@ LEASE = 120                                 # dnsmasq's shortest
 TAKE_LEASE = """
 import sys
 from vswitch.hostnet import dhcp6, lease_keeper6, netops
-lease = dhcp6.obtain("eth0", sys.argv[1], 20)
+lease = dhcp6.obtain("eth0", dhcp6.Identity.of_mac(sys.argv[1]), 20)
 with netops.iproute() as ipr:
     lease_keeper6.install(ipr, netops.index_of(ipr, "eth0"), lease)
 print(lease.address)
@@ -63,19 +68,54 @@ class Dhcp6Network(PhysicalNetwork):
     """PhysicalNetwork (IPv4 on the host) plus a DHCPv6 server and router in phys; with ``dhcp4`` the same
     dnsmasq also leases the host's IPv4 address (120 s)."""
 
-    def __init__(self, lab, env, tmp: Path, dhcp4: bool = False) -> None:
+    def __init__(self, lab, env, tmp: Path, dhcp4: bool = False, dhclient: bool = False) -> None:
         super().__init__(lab, env, tmp)
         self.dhcp4 = dhcp4
+        # dhclient-script writes /etc/resolv.conf: `ip netns exec` binds this file over it for whatever runs
+        # in the host namespace (the test's dhclient, and the one the role starts for the bridge)
+        self.etc_netns = Path("/etc/netns") / self.host
+        if dhclient:
+            self.etc_netns.mkdir(parents=True, exist_ok=True)
+            (self.etc_netns / "resolv.conf").write_text(ORIGINAL_RESOLV)
         self.lab.run(self.phys, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         self.lab.run(self.phys, "ip", "addr", "add", f"{GATEWAY6}/64", "dev", "eth0", "nodad")
         self.log = tmp / "dnsmasq6.log"
         self.start_dhcp6()
         self.wait_for(lambda: self.default6("eth0"), 20)   # the advertisement arrived
-        env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(MODULE_UTILS)}
-        self.uplink_lease = subprocess.run(
-            ["ip", "netns", "exec", self.host, sys.executable, "-c", TAKE_LEASE, "02:00:00:77:00:50"],
-            env=env, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+        if dhclient:
+            self.wait_for(lambda: '"tentative"' not in sh("ip", "-n", self.host, "-j", "addr").stdout, 15)
+            # as Debian's ifup runs it for `iface eth0 inet6 dhcp`, but by name (ifup says /sbin/dhclient), as
+            # by hand: the role must find it to run it for the bridge. It forks to the background once bound.
+            sh("ip", "netns", "exec", self.host, "dhclient", "-6", "-v", "-pf", str(tmp / "dhclient6.eth0.pid"),
+               "-lf", str(tmp / "dhclient6.eth0.leases"), "-I", "-df", str(tmp / "dhclient.eth0.leases"), "eth0",
+               timeout=60)
+            self.uplink_lease = self.leased("eth0")[0]["local"]
+        else:
+            env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(MODULE_UTILS)}
+            self.uplink_lease = subprocess.run(
+                ["ip", "netns", "exec", self.host, sys.executable, "-c", TAKE_LEASE, "02:00:00:77:00:50"],
+                env=env, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
         self.wait_for(lambda: '"tentative"' not in sh("ip", "-n", self.host, "-j", "addr").stdout, 15)
+
+    def real_dhclients(self) -> dict[int, list[str]]:
+        """The dhclient processes whose pid files are this test's (the test's, and the role's for the bridge)."""
+        found = {}
+        for pid_file in self.tmp.glob("dhclient6.*.pid"):
+            try:
+                pid = int(pid_file.read_text().split()[0])
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+            except (OSError, ValueError, IndexError):
+                continue
+            if argv and os.path.basename(argv[0]) == "dhclient" and str(pid_file) in argv:
+                found[pid] = argv
+        return found
+
+    def stop(self) -> None:
+        for pid in self.real_dhclients():
+            os.kill(pid, signal.SIGKILL)
+        if self.etc_netns.exists():
+            shutil.rmtree(self.etc_netns)
+        super().stop()
 
     def start_dhcp6(self, dhcp: bool = True) -> None:
         pid_file = self.tmp / "dnsmasq6.pid"
@@ -107,11 +147,11 @@ class Dhcp6Network(PhysicalNetwork):
         return [a for link in out for a in link["addr_info"]
                 if a.get("prefixlen") == 128 and a.get("valid_life_time") != 4294967295]
 
-    def replies(self, kind: str) -> int:
-        """How often dnsmasq answered a message of ``kind`` (SOLICIT, RENEW, ...) from our client with a
-        Reply granting the address: its log prints the message, then the Reply with the same serial."""
+    def replies(self, kind: str, duid: str = DUID) -> int:
+        """How often dnsmasq answered a message of ``kind`` (SOLICIT, RENEW, ...) from the client ``duid``
+        with a Reply granting the address: its log prints the message, then the Reply with the same serial."""
         lines = self.log.read_text().splitlines() if self.log.exists() else []
-        asked = {line.split()[4] for line in lines if f"DHCP{kind}(eth0) {DUID}" in line}
+        asked = {line.split()[4] for line in lines if f"DHCP{kind}(eth0) {duid}" in line}
         return sum(1 for line in lines if "DHCPREPLY(eth0)" in line and line.split()[4] in asked
                    and self.uplink_lease in line)
 
@@ -130,7 +170,8 @@ class Dhcp6Network(PhysicalNetwork):
 def net6(request, netlab, ansible_env, tmp_path):
     net = None
     try:
-        net = Dhcp6Network(netlab, ansible_env, tmp_path, dhcp4=request.param)
+        net = Dhcp6Network(netlab, ansible_env, tmp_path, dhcp4=request.param == "dhcp4",
+                           dhclient=request.param == "dhclient")
         yield net
     finally:
         if net:
@@ -150,7 +191,7 @@ def start_keeper(net, unit: Path, out) -> subprocess.Popen:
     return proc
 
 
-@pytest.mark.parametrize("net6", [True], ids=["dhcp4"], indirect=True)
+@pytest.mark.parametrize("net6", ["dhcp4"], ids=["dhcp4"], indirect=True)
 def test_both_leases_move_with_a_tcp_session_and_openvif_dhcp_keeps_them_past_two_lifetimes(net6):
     net = net6
     address = net.uplink_lease
@@ -246,3 +287,41 @@ def test_dhcp6_declared_where_no_server_answers_rolls_back_byte_for_byte(netlab,
         assert net.journal()["phase"] == "rolled_back" and net.reachable()
     finally:
         net.stop()
+
+
+@pytest.mark.parametrize("net6", ["dhclient"], ids=["dhclient"], indirect=True)
+def test_the_hosts_dhclient_keeps_its_address_and_duid_through_the_move_and_renews_it_on_the_bridge(net6):
+    """Without the uplink's DUID the move's Solicit would be another client to dnsmasq, which hands a DUID
+    it has not seen another address: the carried one would go, and the session on it with it."""
+    net = net6
+    address = net.uplink_lease
+    (uplink_client,) = net.real_dhclients().values()
+    found = dhclient6.parse((net.tmp / "dhclient6.eth0.leases").read_text(encoding="latin-1"))
+    assert found and found["duid"][:2] == b"\x00\x01", found      # dhclient made a DUID-LLT
+    llt = ":".join(f"{b:02x}" for b in found["duid"])
+    assert net.replies("REQUEST", llt) + net.replies("SOLICIT", llt) >= 1, net.log.read_text()
+    session = TcpSession6(net, address)
+    rc, out, _stats = net.play(**keeper_vars(net))
+    echo = session.finish()
+    assert rc == 0, out
+    assert echo["error"] is None and echo["echoed"] == echo["sent"] > 10, echo
+    assert "DHCPv6 lease on xenbr0 renewed by: dhclient" in out, out
+    assert net.ipv6("eth0") == [] and [a["local"] for a in net.leased("xenbr0")] == [address]
+    log = net.log.read_text()
+    assert f"(eth0) {DUID}" not in log, log                          # the DUID-LL never asked
+    assert not (net.root / "etc" / "systemd" / "system" / "openvif-dhcp@.service").exists()
+
+    def rehomed() -> list[tuple[int, list[str]]]:   # its pid file is written once it is bound, in the background
+        return [(pid, argv) for pid, argv in net.real_dhclients().items() if argv != uplink_client]
+
+    net.wait_for(rehomed, 30)
+    ((pid, argv),) = rehomed()
+    assert argv[-1] == "xenbr0" and str(net.tmp / "dhclient6.xenbr0.leases") in argv, argv
+    seeded = dhclient6.parse((net.tmp / "dhclient6.xenbr0.leases").read_text(encoding="latin-1"))
+    assert seeded and seeded["duid"] == found["duid"], seeded
+    assert not [p for p, a in net.real_dhclients().items() if a == uplink_client], "the uplink's one stopped"
+    renewed = net.replies("RENEW", llt)
+    net.wait_for(lambda: net.replies("RENEW", llt) > renewed, LEASE // 2 + 30)   # T1 is half the lease
+    assert [a["local"] for a in net.leased("xenbr0")] == [address]
+    print(f"dhclient's DUID {llt} carried: {address} kept with a TCP session ({echo['echoed']} echoes), "
+          f"renewed on xenbr0 by dhclient (pid {pid})")

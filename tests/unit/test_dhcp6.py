@@ -18,6 +18,7 @@ MAC = "02:00:00:77:00:50"
 DUID = bytes.fromhex("00030001020000770050")            # DUID-LL, Ethernet, the MAC
 SERVER_DUID = bytes.fromhex("0001000132a43c117e695714c944")
 IAID = 0x00770050                                         # the MAC's last four octets
+WHO = dhcp6.Identity.of_mac(MAC)
 ADDRESS = "2001:db8:77::199"
 ADDRESS_BYTES = bytes.fromhex("20010db8007700000000000000000199")
 
@@ -46,10 +47,18 @@ def server_message(kind: int, xid: int, t1: int = 50, t2: int = 80, preferred: i
 def test_identity_is_the_macs_duid_ll_and_iaid():
     assert dhcp6.duid(MAC) == DUID
     assert dhcp6.iaid(MAC) == IAID
+    assert WHO == dhcp6.Identity(DUID, IAID) == dhcp6.Identity.from_dict(WHO.to_dict())
+
+
+def test_another_identity_is_what_every_message_names():
+    """A DUID-LLT (as dhclient makes) and another IAID: the Client Identifier and the IA_NA carry them."""
+    llt = bytes.fromhex("000100012f3a1b2c020000770050")
+    got = options(dhcp6.build_message(dhcp6.SOLICIT, 1, dhcp6.Identity(llt, 0x1234)))
+    assert got[1] == llt and got[3][:4] == struct.pack("!I", 0x1234)
 
 
 def test_solicit_frame():
-    message = dhcp6.build_message(dhcp6.SOLICIT, 0xABCDEF, MAC, elapsed=1.5, addresses=[(ADDRESS, 0, 0)],
+    message = dhcp6.build_message(dhcp6.SOLICIT, 0xABCDEF, WHO, elapsed=1.5, addresses=[(ADDRESS, 0, 0)],
                                   rapid_commit=True)
     assert message[:4] == b"\x01\xab\xcd\xef"                 # msg-type 1, 24-bit transaction id
     got = options(message)
@@ -61,19 +70,19 @@ def test_solicit_frame():
 
 
 def test_request_renew_rebind_release_frames():
-    request = options(dhcp6.build_message(dhcp6.REQUEST, 7, MAC, server_id=SERVER_DUID,
+    request = options(dhcp6.build_message(dhcp6.REQUEST, 7, WHO, server_id=SERVER_DUID,
                                           addresses=[(ADDRESS, 0, 0)]))
     assert request[2] == SERVER_DUID and 14 not in request and request[6] == struct.pack("!HH", 23, 24)
-    renew = dhcp6.build_message(dhcp6.RENEW, 7, MAC, server_id=SERVER_DUID, addresses=[(ADDRESS, 0, 0)])
+    renew = dhcp6.build_message(dhcp6.RENEW, 7, WHO, server_id=SERVER_DUID, addresses=[(ADDRESS, 0, 0)])
     assert renew[0] == 5 and options(renew)[2] == SERVER_DUID
-    rebind = dhcp6.build_message(dhcp6.REBIND, 7, MAC, addresses=[(ADDRESS, 0, 0)])
+    rebind = dhcp6.build_message(dhcp6.REBIND, 7, WHO, addresses=[(ADDRESS, 0, 0)])
     assert rebind[0] == 6 and 2 not in options(rebind)         # any server may extend it
-    release = options(dhcp6.build_message(dhcp6.RELEASE, 7, MAC, server_id=SERVER_DUID,
+    release = options(dhcp6.build_message(dhcp6.RELEASE, 7, WHO, server_id=SERVER_DUID,
                                           addresses=[(ADDRESS, 0, 0)]))
     assert 6 not in release and release[3][12:] == opt(5, ADDRESS_BYTES + bytes(8))
-    assert options(dhcp6.build_message(dhcp6.RENEW, 7, MAC, elapsed=10000))[8] == b"\xff\xff"  # saturates
+    assert options(dhcp6.build_message(dhcp6.RENEW, 7, WHO, elapsed=10000))[8] == b"\xff\xff"  # saturates
     with pytest.raises(ValueError):
-        dhcp6.build_message(dhcp6.SOLICIT, 1 << 24, MAC)
+        dhcp6.build_message(dhcp6.SOLICIT, 1 << 24, WHO)
 
 
 def test_advertise_and_reply_parse_into_a_lease():
@@ -107,7 +116,7 @@ def test_refusals_and_foreign_messages():
         dhcp6.lease_from(dhcp6.parse_message(server_message(7, 1, valid=0, preferred=0)), IAID)
     with pytest.raises(dhcp6.Dhcp6Refused, match="no IA_NA"):
         dhcp6.lease_from(dhcp6.parse_message(server_message(7, 1)), IAID + 1)
-    assert dhcp6.parse_message(dhcp6.build_message(dhcp6.SOLICIT, 1, MAC)) is None   # a client's, not a server's
+    assert dhcp6.parse_message(dhcp6.build_message(dhcp6.SOLICIT, 1, WHO)) is None   # a client's, not a server's
     assert dhcp6.parse_message(b"\x07\x00") is None
     truncated = server_message(7, 1)[:-3]
     assert dhcp6.parse_message(truncated)["ias"] == []        # a cut option is dropped, not misread

@@ -127,3 +127,15 @@ def test_dhcp_client_command_is_rehomed_to_the_bridge():
     assert clients.rehome(["udhcpc", "-i", "eth0", "-p", "/run/udhcpc-eth0.pid"], "eth0", "xenbr0") == \
         ["udhcpc", "-i", "xenbr0", "-p", "/run/udhcpc-xenbr0.pid"]
     assert clients.rehome(["dhclient", "eth01"], "eth0", "xenbr0") == ["dhclient", "eth01"]
+
+
+def test_a_client_typed_by_name_is_found_in_the_sbin_directories_to_run_again(monkeypatch, tmp_path):
+    """/proc shows `dhclient` as typed; execv needs a path, and the module's PATH may lack /sbin."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(clients, "SBIN_PATH", (str(tmp_path / "sbin"),))
+    (tmp_path / "sbin").mkdir()
+    (tmp_path / "sbin" / "udhcpc").write_text("#!/bin/sh\n")
+    (tmp_path / "sbin" / "udhcpc").chmod(0o755)
+    assert clients.executable("udhcpc") == str(tmp_path / "sbin" / "udhcpc")
+    assert clients.executable("/sbin/dhclient") == "/sbin/dhclient"     # a path is taken as it is
+    assert clients.executable("pump") == "pump"                         # nowhere: execv then fails as before

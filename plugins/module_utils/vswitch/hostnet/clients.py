@@ -9,11 +9,13 @@ Processes are found through /proc in this network namespace only.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from typing import Any
 
 NAMES = ("dhclient", "udhcpc", "udhcpc6", "dhcpcd", "pump")
+SBIN_PATH = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
 
 
 def _netns() -> int:
@@ -95,8 +97,17 @@ def rehome(argv: list[str], uplink: str, bridge: str) -> list[str]:
     return out
 
 
+def executable(name: str) -> str:
+    """The file to run for a command line's first word: /proc shows it as it was typed (`dhclient eth0`
+    started by hand), and the module's own PATH may lack the sbin directories."""
+    if "/" in name:
+        return name
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), *SBIN_PATH])) or name
+
+
 def start(argv: list[str]) -> None:
     """Run ``argv`` detached (own session, no inherited descriptors), as its init script would."""
+    path = executable(argv[0])
     pid = os.fork()
     if pid:
         os.waitpid(pid, 0)
@@ -109,7 +120,7 @@ def start(argv: list[str]) -> None:
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         os.closerange(3, 65536)
-        os.execv(argv[0], argv)
+        os.execv(path, argv)
     finally:
         os._exit(127)
 

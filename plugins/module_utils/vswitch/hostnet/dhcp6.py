@@ -10,9 +10,11 @@ Why UDP on the link-local address, not AF_PACKET as the IPv4 client: a DHCPv6 cl
 link-local address to ff02::1:2 (RFC 8415 7.1), which the bridge has as soon as it is up; the kernel's
 own stack is therefore usable from the start.
 
-The client's identity is a DUID-LL of the bridge's MAC (the uplink's, which the bridge carries) and an
-IAID taken from the same MAC: both stay the same across restarts and moves without a file, so the
-server recognises the binding it already has and hands the same address back.
+The client's identity (``Identity``) is, unless the host's own client had another, a DUID-LL of the
+bridge's MAC (the uplink's, which the bridge carries) and an IAID taken from the same MAC: both stay the
+same across restarts and moves without a file, so the server recognises the binding it already has and
+hands the same address back. Where the uplink's dhclient leased with its own DUID, the move speaks with
+that one instead (``dhclient6``): a server ties the address to the DUID.
 """
 from __future__ import annotations
 
@@ -105,6 +107,25 @@ def iaid(mac: str) -> int:
     return struct.unpack("!I", _mac_bytes(mac)[2:])[0]
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who the client is to a server: its DUID and its IA's identifier, to which the server ties the binding
+    (and so the address it hands out)."""
+    duid: bytes
+    iaid: int
+
+    @classmethod
+    def of_mac(cls, mac: str) -> Identity:
+        return cls(duid(mac), iaid(mac))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"duid": self.duid.hex(), "iaid": self.iaid}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Identity:
+        return cls(bytes.fromhex(data["duid"]), int(data["iaid"]))
+
+
 # -- the wire format --
 
 def option(code: int, value: bytes) -> bytes:
@@ -134,17 +155,17 @@ def ia_na(ia: int, addresses: list[tuple[str, int, int]] = (), t1: int = 0, t2: 
     return option(OPT_IA_NA, struct.pack("!III", ia, t1, t2) + inner)
 
 
-def build_message(kind: int, xid: int, mac: str, elapsed: float = 0.0, server_id: Optional[bytes] = None,
+def build_message(kind: int, xid: int, who: Identity, elapsed: float = 0.0, server_id: Optional[bytes] = None,
                   addresses: list[tuple[str, int, int]] = (), rapid_commit: bool = False) -> bytes:
     """One client message: Client Identifier, Elapsed Time (every message, 21.9), the IA_NA, and an
     Option Request for DNS (with SOL_MAX_RT, which 18.2.1 says a Solicit's ORO must name)."""
     if not 0 <= xid < 1 << 24:
         raise ValueError(f"transaction id {xid} does not fit in 24 bits")
-    parts = [option(OPT_CLIENTID, duid(mac)),
+    parts = [option(OPT_CLIENTID, who.duid),
              option(OPT_ELAPSED_TIME, struct.pack("!H", min(0xFFFF, int(elapsed * 100))))]
     if server_id is not None:
         parts.append(option(OPT_SERVERID, server_id))
-    parts.append(ia_na(iaid(mac), list(addresses)))
+    parts.append(ia_na(who.iaid, list(addresses)))
     if kind != RELEASE:
         wanted = [OPT_DNS_SERVERS, OPT_DOMAIN_LIST] + ([OPT_SOL_MAX_RT] if kind == SOLICIT else [])
         parts.append(option(OPT_ORO, b"".join(struct.pack("!H", code) for code in wanted)))
@@ -273,13 +294,13 @@ class _Socket:
 Pick = Callable[[Dict[str, Any], str], Optional[Any]]   # typing.Dict: evaluated at import, on Python 3.8 too
 
 
-def exchange(ifname: str, mac: str, build: Callable[[int, float], bytes], pick: Pick, timeout: float,
+def exchange(ifname: str, who: Identity, build: Callable[[int, float], bytes], pick: Pick, timeout: float,
              irt: float, mrt: float, mrc: int = 0, collect: Optional[Callable[[], Optional[Any]]] = None) -> Any:
     """One transaction of RFC 8415 15: send, retransmit with back-off (IRT, MRT, MRC), and return the first
     ``pick(message, peer)`` that is not None, or None when ``timeout`` (the MRD) has passed. ``collect``:
     after the first RT, a Solicit settles for the best Advertise it has heard (18.2.1)."""
     xid = random.SystemRandom().getrandbits(24)
-    own = duid(mac)
+    own = who.duid
     channel = _Socket(ifname)
     started = time.monotonic()
     deadline = started + timeout
@@ -326,10 +347,10 @@ def _usable(message: dict[str, Any], ia: int) -> bool:
                for entry in message["ias"])
 
 
-def _solicit(ifname: str, mac: str, timeout: float, hint: Optional[str]) -> Optional[tuple[str, dict, str]]:
+def _solicit(ifname: str, who: Identity, timeout: float, hint: Optional[str]) -> Optional[tuple[str, dict, str]]:
     """("committed", Reply, peer) under Rapid Commit, ("advertised", Advertise, peer) of the best server,
     or None within ``timeout``."""
-    ia = iaid(mac)
+    ia = who.iaid
     wanted = [(hint, 0, 0)] if hint else []
     heard: list[tuple[dict[str, Any], str]] = []
 
@@ -348,23 +369,23 @@ def _solicit(ifname: str, mac: str, timeout: float, hint: Optional[str]) -> Opti
         message, peer = max(heard, key=lambda item: item[0]["preference"])
         return ("advertised", message, peer)
 
-    return exchange(ifname, mac, lambda xid, elapsed: build_message(
-        SOLICIT, xid, mac, elapsed, addresses=wanted, rapid_commit=True), solicited, timeout,
+    return exchange(ifname, who, lambda xid, elapsed: build_message(
+        SOLICIT, xid, who, elapsed, addresses=wanted, rapid_commit=True), solicited, timeout,
         SOL_TIMEOUT, SOL_MAX_RT, collect=best)
 
 
-def _request(ifname: str, mac: str, advertise: dict[str, Any], timeout: float) -> Optional[Lease6]:
+def _request(ifname: str, who: Identity, advertise: dict[str, Any], timeout: float) -> Optional[Lease6]:
     """Request the address the Advertise offered from the server that sent it (18.2.2)."""
-    ia = iaid(mac)
+    ia = who.iaid
     server_id = advertise["server_id"]
     offered = [(entry[0], 0, 0) for entry in next(e for e in advertise["ias"] if e["iaid"] == ia)["addresses"][:1]]
-    reply = exchange(ifname, mac, lambda xid, elapsed: build_message(
-        REQUEST, xid, mac, elapsed, server_id=server_id, addresses=offered),
+    reply = exchange(ifname, who, lambda xid, elapsed: build_message(
+        REQUEST, xid, who, elapsed, server_id=server_id, addresses=offered),
         lambda m, p: (m, p) if m["type"] == REPLY else None, timeout, REQ_TIMEOUT, REQ_MAX_RT, REQ_MAX_RC)
     return None if reply is None else lease_from(reply[0], ia, reply[1])
 
 
-def obtain(ifname: str, mac: str, timeout: float, hint: Optional[str] = None) -> Lease6:
+def obtain(ifname: str, who: Identity, timeout: float, hint: Optional[str] = None) -> Lease6:
     """Solicit (with Rapid Commit), then Request from the best server unless it committed at once;
     bounded by ``timeout`` in all; raises Dhcp6Timeout. ``hint``: the address we had (servers may honour it)."""
     deadline = time.monotonic() + timeout
@@ -372,47 +393,47 @@ def obtain(ifname: str, mac: str, timeout: float, hint: Optional[str] = None) ->
         left = deadline - time.monotonic()
         if left <= 0:
             raise Dhcp6Timeout(f"no DHCPv6 lease on {ifname} within {timeout:g} s")
-        answer = _solicit(ifname, mac, left, hint)
+        answer = _solicit(ifname, who, left, hint)
         if answer is None:
             continue
         how, message, peer = answer
         try:
             if how == "committed":
-                return lease_from(message, iaid(mac), peer)
-            lease = _request(ifname, mac, message, max(0.0, deadline - time.monotonic()))
+                return lease_from(message, who.iaid, peer)
+            lease = _request(ifname, who, message, max(0.0, deadline - time.monotonic()))
             if lease is not None:
                 return lease
         except Dhcp6Refused:
             continue  # NotOnLink, NoAddrsAvail...: start over with Solicit (18.2.10.1)
 
 
-def _extend(kind: int, ifname: str, mac: str, lease: Lease6, timeout: float) -> Optional[Lease6]:
+def _extend(kind: int, ifname: str, who: Identity, lease: Lease6, timeout: float) -> Optional[Lease6]:
     server_id = bytes.fromhex(lease.server_id) if kind == RENEW else None
     irt, mrt = (REN_TIMEOUT, REN_MAX_RT) if kind == RENEW else (REB_TIMEOUT, REB_MAX_RT)
-    reply = exchange(ifname, mac, lambda xid, elapsed: build_message(
-        kind, xid, mac, elapsed, server_id=server_id, addresses=[(lease.address, 0, 0)]),
+    reply = exchange(ifname, who, lambda xid, elapsed: build_message(
+        kind, xid, who, elapsed, server_id=server_id, addresses=[(lease.address, 0, 0)]),
         lambda m, p: (m, p) if m["type"] == REPLY else None, timeout, irt, mrt)
     if reply is None:
         return None
     return lease_from(reply[0], lease.iaid, reply[1])
 
 
-def renew(ifname: str, mac: str, lease: Lease6, timeout: float) -> Optional[Lease6]:
+def renew(ifname: str, who: Identity, lease: Lease6, timeout: float) -> Optional[Lease6]:
     """Renew (after T1): to the server that gave the lease, named by its DUID. None: no answer in time;
     raises Dhcp6Refused when the server no longer has the binding (NoBinding) or drops the address."""
-    return _extend(RENEW, ifname, mac, lease, timeout)
+    return _extend(RENEW, ifname, who, lease, timeout)
 
 
-def rebind(ifname: str, mac: str, lease: Lease6, timeout: float) -> Optional[Lease6]:
+def rebind(ifname: str, who: Identity, lease: Lease6, timeout: float) -> Optional[Lease6]:
     """Rebind (after T2): the same without a server DUID, for any server that can extend it."""
-    return _extend(REBIND, ifname, mac, lease, timeout)
+    return _extend(REBIND, ifname, who, lease, timeout)
 
 
-def release(ifname: str, mac: str, lease: Lease6, timeout: float = 3.0) -> bool:
+def release(ifname: str, who: Identity, lease: Lease6, timeout: float = 3.0) -> bool:
     """Release to the server (18.2.7); waits (bounded) for its Reply. The address goes either way."""
     try:
-        reply = exchange(ifname, mac, lambda xid, elapsed: build_message(
-            RELEASE, xid, mac, elapsed, server_id=bytes.fromhex(lease.server_id),
+        reply = exchange(ifname, who, lambda xid, elapsed: build_message(
+            RELEASE, xid, who, elapsed, server_id=bytes.fromhex(lease.server_id),
             addresses=[(lease.address, 0, 0)]),
             lambda m, p: True if m["type"] == REPLY else None, timeout, REL_TIMEOUT, REL_TIMEOUT, REL_MAX_RC)
     except OSError:

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any, Optional
 
 from ..errors import ConflictError, VswitchError
-from . import clients, move_dhcp6, netops, snapshot, transaction
+from . import clients, dhclient6, move_dhcp6, netops, snapshot, transaction
 from .spec import HostIpSpec
 
 STATE_DIR = "/run/openvif/hostnet"  # tmpfs: after a reboot the persisted files rule
@@ -254,6 +254,8 @@ def _rehome(data: dict[str, Any]) -> list[list[str]]:
         if not clients.families(client["argv"]) & leased:
             continue
         argv = clients.rehome(client["argv"], spec.uplink, spec.bridge)
+        if 6 in leased and dhclient6.is_dhclient6(argv):   # it renews with the DUID the move asked with
+            dhclient6.seed(argv, move_dhcp6.identity(data["snapshot"], data["snapshot"]["uplink"]["mac"]))
         clients.start(argv)
         started.append(argv)
     return started

@@ -63,23 +63,23 @@ class Keeper6(LeaseKeeper):
         and answers with the binding it has."""
         hint = kept.address if kept else leased[0]["address"]
         try:
-            return dhcp6.obtain(self.ifname, mac, SOLICIT_WAIT, hint=hint)
+            return dhcp6.obtain(self.ifname, dhcp6.Identity.of_mac(mac), SOLICIT_WAIT, hint=hint)
         except dhcp6.Dhcp6Timeout as err:
             say(f"{err}; trying again")
             return None
 
     def obtain(self, mac: str) -> Optional[dhcp6.Lease6]:
         try:
-            return dhcp6.obtain(self.ifname, mac, SOLICIT_WAIT)
+            return dhcp6.obtain(self.ifname, dhcp6.Identity.of_mac(mac), SOLICIT_WAIT)
         except dhcp6.Dhcp6Timeout as err:
             say(f"{err}; trying again")
             return None
 
     def renew(self, mac: str, lease: dhcp6.Lease6) -> Optional[dhcp6.Lease6]:
-        return dhcp6.renew(self.ifname, mac, lease, RENEW_WAIT)
+        return dhcp6.renew(self.ifname, dhcp6.Identity.of_mac(mac), lease, RENEW_WAIT)
 
     def rebind(self, mac: str, lease: dhcp6.Lease6) -> Optional[dhcp6.Lease6]:
-        return dhcp6.rebind(self.ifname, mac, lease, RENEW_WAIT)
+        return dhcp6.rebind(self.ifname, dhcp6.Identity.of_mac(mac), lease, RENEW_WAIT)
 
     def release(self, mac: str, lease: dhcp6.Lease6) -> None:
-        dhcp6.release(self.ifname, mac, lease)
+        dhcp6.release(self.ifname, dhcp6.Identity.of_mac(mac), lease)

@@ -2,8 +2,9 @@
 
 Unset, ``dhcp6`` is what the uplink used: a leased /128 on it (``dhcp6.is_lease_address``) or a DHCPv6
 client running for it. The move carries the uplink's leased address first, with its remaining
-lifetime (``move6``); the bridge then asks the server with the same identity (DUID and IAID come from
-the MAC the bridge carries), so the server extends the binding it has and the address stays the same.
+lifetime (``move6``); the bridge then asks the server with the same identity (the DUID and IAID the
+uplink's dhclient leased with, else those of the MAC the bridge carries), so the server extends the
+binding it has and the address stays the same.
 No answer within ``dhcp_timeout`` fails the move, and the guard rolls both families back.
 """
 from __future__ import annotations
@@ -20,6 +21,12 @@ def uplink_used(snap: dict[str, Any]) -> bool:
         6 in clients.families(c["argv"]) for c in snap.get("dhcp_clients") or [])
 
 
+def identity(snap: dict[str, Any], mac: str) -> dhcp6.Identity:
+    """Who the bridge is to the DHCPv6 server: the uplink's dhclient where the snapshot found its DUID."""
+    found = snap.get("dhcp6_identity")
+    return dhcp6.Identity.from_dict(found) if found else dhcp6.Identity.of_mac(mac)
+
+
 def wanted(spec: HostIpSpec, snap: dict[str, Any]) -> bool:
     return spec.dhcp6 if spec.dhcp6 is not None else uplink_used(snap)
 
@@ -34,7 +41,8 @@ def lease_on_bridge(ipr, spec: HostIpSpec, snap: dict[str, Any], bridge_index: i
                                                 f"{spec.verify_timeout:g} s, which DHCPv6 talks from")
     carried = [a for a in netops.read_addresses6(ipr, bridge_index) if dhcp6.is_lease_address(a)]
     try:
-        lease = dhcp6.obtain(spec.bridge, mac, spec.dhcp_timeout, hint=carried[0]["address"] if carried else None)
+        lease = dhcp6.obtain(spec.bridge, identity(snap, mac), spec.dhcp_timeout,
+                             hint=carried[0]["address"] if carried else None)
     except dhcp6.Dhcp6Timeout as err:
         raise move6.Verify6Error("dhcp6", True, f"got no lease: {err}") from None
     for addr in carried:

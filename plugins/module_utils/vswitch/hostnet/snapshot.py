@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from ..errors import BackendError, ConflictError, NotFoundError
 from ..kernel import mark_uplink
-from . import clients, move6, netops, probe, switch_side
+from . import clients, dhclient6, move6, netops, probe, switch_side
 from .spec import HostIpSpec
 
 
@@ -28,6 +28,8 @@ def take(ipr, spec: HostIpSpec, resolv_conf: str) -> dict[str, Any]:
     indexes = {uplink["index"]: spec.uplink}
     if bridge is not None:
         indexes[bridge["index"]] = spec.bridge
+    dhcp_clients = clients.find(spec.uplink)
+    identity = dhclient6.identity(dhcp_clients, uplink["mac"])   # the DUID the uplink's address is bound to
     return {
         "taken": time.time(),
         "uplink": uplink,
@@ -36,7 +38,8 @@ def take(ipr, spec: HostIpSpec, resolv_conf: str) -> dict[str, Any]:
         "routes6": netops.read_routes6(ipr, indexes),
         "switch": sw.snapshot(ipr, spec, uplink),
         "members": members,
-        "dhcp_clients": clients.find(spec.uplink),
+        "dhcp_clients": dhcp_clients,
+        "dhcp6_identity": identity.to_dict() if identity else None,
         "resolv_conf": netops.read_file(resolv_conf),
         "resolv_conf_path": resolv_conf,
     }
