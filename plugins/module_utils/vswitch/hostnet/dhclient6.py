@@ -15,7 +15,7 @@ import re
 from typing import Any, Optional
 
 from .. import atomic
-from . import dhcp6
+from . import dhcp6, netops
 
 DEFAULT_LEASE_FILE = "/var/lib/dhcp/dhclient6.leases"   # dhclient -6 without -lf
 _DEFAULT_DUID = re.compile(r'^\s*default-duid\s+"((?:[^"\\]|\\.)*)"\s*;', re.MULTILINE)
@@ -87,14 +87,6 @@ def parse(text: str) -> Optional[dict[str, Any]]:
     return {"duid": duid, "iaid": int.from_bytes(_octets(ias[-1]), "big") if ias else None}
 
 
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="latin-1") as handle:
-            return handle.read()
-    except OSError:
-        return None
-
-
 def identity(dhcp_clients: list[dict[str, Any]], mac: str) -> Optional[dhcp6.Identity]:
     """The identity the uplink's dhclient -6 leased with, from its lease file; its IAID where the file has
     none is dhclient's own choice, the MAC's last four octets (as ``dhcp6.iaid``). None: no dhclient -6 or
@@ -102,7 +94,7 @@ def identity(dhcp_clients: list[dict[str, Any]], mac: str) -> Optional[dhcp6.Ide
     for client in dhcp_clients:
         if not is_dhclient6(client["argv"]):
             continue
-        found = parse(_read(lease_file(client["argv"])) or "")
+        found = parse(netops.read_file(lease_file(client["argv"])) or "")
         if found:
             return dhcp6.Identity(found["duid"], found["iaid"] if found["iaid"] is not None else dhcp6.iaid(mac))
     return None
@@ -114,8 +106,8 @@ def seed(argv: list[str], who: dhcp6.Identity) -> None:
     if not is_dhclient6(argv):
         return
     path = lease_file(argv)
-    text = _read(path)
+    text = netops.read_file(path)
     if text is not None and _DEFAULT_DUID.search(text):
         return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic.write(path, (f'default-duid "{quote(who.duid)}";\n' + (text or "")).encode("latin-1"))
+    atomic.write(path, f'default-duid "{quote(who.duid)}";\n' + (text or ""))   # ASCII: quote escapes the rest
