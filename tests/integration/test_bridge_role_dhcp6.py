@@ -77,6 +77,13 @@ class Dhcp6Network(PhysicalNetwork):
         if dhclient:
             self.etc_netns.mkdir(parents=True, exist_ok=True)
             (self.etc_netns / "resolv.conf").write_text(ORIGINAL_RESOLV)
+        try:
+            self._start(tmp, dhclient)
+        except BaseException:
+            self.stop()   # the fixture gets no object to stop: what was started goes now
+            raise
+
+    def _start(self, tmp: Path, dhclient: bool) -> None:
         self.lab.run(self.phys, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         self.lab.run(self.phys, "ip", "addr", "add", f"{GATEWAY6}/64", "dev", "eth0", "nodad")
         self.log = tmp / "dnsmasq6.log"
@@ -115,6 +122,10 @@ class Dhcp6Network(PhysicalNetwork):
             os.kill(pid, signal.SIGKILL)
         if self.etc_netns.exists():
             shutil.rmtree(self.etc_netns)
+            try:
+                self.etc_netns.parent.rmdir()   # /etc/netns too, unless something else keeps files there
+            except OSError:
+                pass
         super().stop()
 
     def start_dhcp6(self, dhcp: bool = True) -> None:
