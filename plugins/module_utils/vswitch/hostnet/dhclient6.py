@@ -15,7 +15,7 @@ import re
 from typing import Any, Optional
 
 from .. import atomic
-from . import dhcp6, netops
+from . import clients, dhcp6, netops
 
 DEFAULT_LEASE_FILE = "/var/lib/dhcp/dhclient6.leases"   # dhclient -6 without -lf
 _DEFAULT_DUID = re.compile(r'^\s*default-duid\s+"((?:[^"\\]|\\.)*)"\s*;', re.MULTILINE)
@@ -24,7 +24,8 @@ _CLIENT_ID = re.compile(r"^\s*option\s+dhcp6\.client-id\s+([0-9a-fA-F:]+)\s*;", 
 
 
 def is_dhclient6(argv: list[str]) -> bool:
-    return bool(argv) and os.path.basename(argv[0]) == "dhclient" and "-6" in argv[1:]
+    """ISC dhclient serving DHCPv6 (which family a command line serves is ``clients.families``' rule)."""
+    return bool(argv) and os.path.basename(argv[0]) == "dhclient" and 6 in clients.families(argv)
 
 
 def _after(argv: list[str], flag: str) -> Optional[str]:

@@ -254,7 +254,7 @@ def _rehome(data: dict[str, Any]) -> list[list[str]]:
         if not clients.families(client["argv"]) & leased:
             continue
         argv = clients.rehome(client["argv"], spec.uplink, spec.bridge)
-        if 6 in leased and dhclient6.is_dhclient6(argv):   # it renews with the DUID the move asked with
+        if 6 in leased:   # a dhclient -6 renews with the DUID the move asked with (seed leaves other clients be)
             dhclient6.seed(argv, move_dhcp6.identity(data["snapshot"], data["snapshot"]["uplink"]["mac"]))
         clients.start(argv)
         started.append(argv)
